@@ -1,0 +1,1821 @@
+#!/usr/bin/env python3
+"""migrate.py: move a Genesys Cloud contact centre between orgs and regions.
+
+Two jobs, one tool::
+
+    interaction migration                          configuration clone
+    ---------------------                          -------------------
+    source org                                     source org ──extract──┐
+      │ POST interaction/export (job)                                    │
+      │ poll (backoff, Retry-After, deadline)      target org ──extract──┤
+      │ GET pre-signed URL (no Authorization)                            ▼
+      ▼                                                   match by name, plan
+    exports/<start>_<end>.json.gz  (+ .meta.json)                        │
+      │ stream records (never all in memory)        apply level by level, in parallel
+      │ transform: strip, rewrite ids via mapping   verify, write mapping + manifest
+      │ chunk: ≤1,000 records, ≤10 MB, sha256 key                        │
+      ▼                                                                  ▼
+    target org: POST interaction/import (jobs)     mapping.json ──► import
+      state: pending → submitting → submitted → completed   (exactly once)
+
+Every request to an org goes through one client per org: a cached OAuth token
+(client credentials), a rate governor shared by all threads of that org (token
+bucket, adaptive to the rate-limit headers, one shared pause on 429), and
+tenacity retries for transient failures only.  Progress lives in a JSON state
+file written atomically, guarded by a lock file so two cron runs never overlap.
+
+The interaction export/import endpoints are those of the design documents; the
+public Genesys Cloud API has no such endpoints (see README.md).
+"""
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import fcntl
+import gzip
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import random
+import re
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import requests
+import tenacity
+from requests.adapters import HTTPAdapter
+
+__version__ = "0.1.0"
+log = logging.getLogger("migrate")
+
+# ---------------------------------------------------------------------------
+# Constants
+# ---------------------------------------------------------------------------
+
+REGIONS = {
+    "us-east-1": "mypurecloud.com",
+    "us-east-2": "use2.us-gov-pure.cloud",
+    "us-west-2": "usw2.pure.cloud",
+    "ca-central-1": "cac1.pure.cloud",
+    "sa-east-1": "sae1.pure.cloud",
+    "mx-central-1": "mxc1.pure.cloud",
+    "eu-west-1": "mypurecloud.ie",
+    "eu-west-2": "euw2.pure.cloud",
+    "eu-central-2": "euc2.pure.cloud",
+    "ap-south-1": "aps1.pure.cloud",
+    "ap-northeast-1": "mypurecloud.jp",
+    "ap-northeast-2": "apne2.pure.cloud",
+    "ap-northeast-3": "apne3.pure.cloud",
+    "ap-southeast-1": "apse1.pure.cloud",
+    "ap-southeast-2": "mypurecloud.com.au",
+    "me-central-1": "mec1.pure.cloud",
+    "eu-central-1": "mypurecloud.de",
+    "eusc-de-east-1": "edee1.eusc-pure.cloud",
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION, EXIT_LOCKED = 0, 1, 2, 3, 4
+
+STATE_FORMAT_VERSION = 1
+TOKEN_REFRESH_MARGIN_S = 300
+DEFAULT_MAX_RPS = 5.0  # the platform allows 300 requests/min per token
+DEFAULT_STATUS_RPS = 100 / 60  # job-status reads share 100/min
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_ATTEMPTS = 10
+RETRY_MAX_SECONDS = 600.0
+HTTP_TIMEOUT_S = (10, 120)
+
+SCHEMA_VERSION = "v2.1"
+INTERACTION_TYPES = ("voice", "chat", "email")
+IMPORT_MAX_RECORDS = 1000
+IMPORT_MAX_BYTES = 10_000_000
+DOWNLOAD_URL_REFRESHES = 3
+
+# Fields the destination computes itself or must never receive.
+IMPORT_STRIPPED_FIELDS = ("id", "createdDate", "lastUpdatedDate", "version", "selfUri", "media", "transcripts")
+
+# Mapping file: one table per kind of object, source id -> target id.
+MAPPING_KINDS = (
+    "divisions", "skills", "languages", "wrapupCodes", "schedules", "scheduleGroups",
+    "queues", "flows", "users", "trunkBaseSettings",
+)
+MAPPING_EXTRA_KEYS = ("fallbacks", "timeZones")
+
+# Where an interaction record refers to objects of the source org; "*" walks a list.
+INTERACTION_REFERENCES = (
+    (("routing", "queue", "id"), "queues"),
+    (("routing", "flow", "id"), "flows"),
+    (("routing", "skills", "*", "id"), "skills"),
+    (("routing", "languageId"), "languages"),
+    (("wrapupCode", "id"), "wrapupCodes"),
+    (("userId",), "users"),
+    (("participants", "*", "userId"), "users"),
+)
+
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+class MigrateError(Exception):
+    """A failure the operator can act on: printed as one line, never a traceback."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(MigrateError):
+    exit_code = EXIT_USAGE
+
+
+class LockHeld(MigrateError):
+    exit_code = EXIT_LOCKED
+
+
+class ApiError(MigrateError):
+    """An error answer from an org, carrying the platform's ErrorBody."""
+
+    def __init__(self, org, method, path, status, body=None, retry_after=None):
+        body = body if isinstance(body, dict) else {}
+        self.org, self.method, self.path, self.status = org, method, path, status
+        self.code = body.get("code") or body.get("error") or ""
+        self.message = body.get("message") or body.get("description") or ""
+        self.context_id = body.get("contextId") or ""
+        self.body = body
+        self.retry_after = retry_after
+        super().__init__(self._describe())
+
+    @property
+    def transient(self):
+        return self.status in TRANSIENT_STATUSES
+
+    def _describe(self):
+        text = f"{self.org} org: {self.method} {self.path} answered {self.status}"
+        if self.code:
+            text += f" {self.code}"
+        if self.message:
+            text += f": {self.message}"
+        if self.context_id:
+            text += f" (contextId {self.context_id})"
+        return text
+
+
+class TransportError(MigrateError):
+    """The connection failed or timed out: worth another try."""
+
+    transient = True
+
+
+def is_transient(exc):
+    return getattr(exc, "transient", False)
+
+
+# ---------------------------------------------------------------------------
+# Logging: text for people, JSON for cron, secrets never printed
+# ---------------------------------------------------------------------------
+
+
+class SecretRedactor(logging.Filter):
+    """Masks every registered secret (client secrets, tokens) in every log line."""
+
+    def __init__(self):
+        super().__init__()
+        self._secrets = set()
+
+    def add(self, secret):
+        if secret and len(secret) >= 6:
+            self._secrets.add(secret)
+
+    def redact(self, text):
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record):
+        message = self.redact(record.getMessage())
+        record.msg, record.args = message, None
+        return True
+
+
+REDACTOR = SecretRedactor()
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record):
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(verbosity, log_format):
+    level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(REDACTOR)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+class Progress:
+    """A single self-overwriting status line, shown only to a person at a terminal."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def show(self, text, force=False):
+        if not self.enabled:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if force or now - self._last >= 0.2:
+                self._last = now
+                sys.stderr.write("\r\033[K" + text)
+                sys.stderr.flush()
+
+    def done(self):
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------
+# Small helpers: time, sizes, files
+# ---------------------------------------------------------------------------
+
+
+def parse_time(text, flag):
+    """Reads an ISO-8601 instant; a time without a zone is refused rather than guessed."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is not an ISO-8601 time. Use e.g. {flag} 2026-01-01T00:00:00Z.") from None
+    if value.tzinfo is None:
+        raise UsageError(f"{flag} {text!r} has no time zone. Add Z for UTC, e.g. 2026-01-01T00:00:00Z.")
+    return value.astimezone(dt.timezone.utc)
+
+
+def iso_utc(moment):
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def compact_stamp(moment):
+    return moment.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def parse_duration(text):
+    """'90', '90s', '30m', '1h', '2d' -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 90s, 30m, 1h or 2d")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def canonical_json(record):
+    """The form the destination compares records in (contract section 7)."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def compact_json_bytes(value):
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_directory(path):
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json_atomically(path, value, mode=0o600, keep_backup=False):
+    """Temp file in the same folder, fsync, rename: a crash leaves the old or the new file, never half."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    temp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(value, handle, indent=1, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if keep_backup and path.exists():
+            backup_temp = folder / f".{path.name}.bak.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(backup_temp)
+            os.link(path, backup_temp)
+            os.replace(backup_temp, folder / f"{path.name}.bak")
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    fsync_directory(folder)
+
+
+def read_json_file(path, what):
+    """Loads a JSON file the operator gave us; a broken one is a one-line error naming the line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist.") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from None
+
+
+# ---------------------------------------------------------------------------
+# State file and run lock
+# ---------------------------------------------------------------------------
+
+
+class StateFile:
+    """The run's memory: JSON, atomic writes, previous copy as .bak, mode 0600.
+
+    Worker threads change it concurrently, so every change goes through
+    `update`, which applies it and writes the file under one mutex: what is on
+    disk is always a state the run really passed through.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.lock_path = Path(f"{path}.lock")
+        self.data = {"formatVersion": STATE_FORMAT_VERSION}
+        self._mutex = threading.RLock()
+        self._lock_fd = None
+
+    def load(self):
+        if not self.path.exists():
+            return self
+        data = read_json_file(self.path, "state file")
+        if not isinstance(data, dict) or not isinstance(data.get("formatVersion"), int):
+            raise UsageError(f"state file {self.path} is not a migrate.py state file (no formatVersion). "
+                             f"Restore {self.path}.bak or use --state to choose another file.")
+        if data["formatVersion"] > STATE_FORMAT_VERSION:
+            raise UsageError(f"state file {self.path} has format {data['formatVersion']}, newer than this "
+                             f"migrate.py understands ({STATE_FORMAT_VERSION}). Upgrade migrate.py.")
+        self.data = data
+        return self
+
+    def section(self, name):
+        with self._mutex:
+            return self.data.setdefault(name, {})
+
+    def update(self, change):
+        """Applies `change(data)` and persists the result atomically."""
+        with self._mutex:
+            change(self.data)
+            write_json_atomically(self.path, self.data, keep_backup=True)
+
+    def acquire_lock(self):
+        """Exclusive flock on <state>.lock; its content names the holder for the error message."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip()
+            os.close(fd)
+            try:
+                info = json.loads(holder)
+                who = f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
+            except (ValueError, AttributeError):
+                who = "another process"
+            raise LockHeld(f"another run ({who}) holds {self.lock_path}. Wait for it to finish; "
+                           f"the lock is released when that process ends.") from None
+        os.ftruncate(fd, 0)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": iso_utc(dt.datetime.now(dt.timezone.utc))}
+        os.write(fd, json.dumps(holder).encode())
+        os.fsync(fd)
+        self._lock_fd = fd
+
+    def release_lock(self):
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+# ---------------------------------------------------------------------------
+# HTTP core: endpoints, auth, rate governor, client
+# ---------------------------------------------------------------------------
+
+
+def is_loopback_host(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url, setting):
+    """Only https, except plain http to this machine (the local fake, a tunnel)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UsageError(f"{setting} {url!r} is not an http(s) URL. Use e.g. https://api.mypurecloud.ie.")
+    if parsed.scheme == "http" and not is_loopback_host(parsed.hostname):
+        raise UsageError(f"{setting} {url!r} uses plain http to a host that is not this machine; "
+                         f"credentials would cross the network unencrypted. Use https://.")
+    return url.rstrip("/")
+
+
+def region_domain(region):
+    value = region.strip().lower()
+    if value in REGIONS:
+        return REGIONS[value]
+    if value in REGIONS.values():
+        return value
+    raise UsageError(f"unknown region {region!r}. Use a region name or domain, one of: "
+                     + ", ".join(sorted(REGIONS)) + ".")
+
+
+def is_known_api_url(url):
+    parsed = urllib.parse.urlsplit(url)
+    return parsed.scheme == "https" and parsed.hostname in {f"api.{domain}" for domain in REGIONS.values()}
+
+
+@dataclass
+class OrgSettings:
+    """Where an org lives and how to log in to it; the secret is never shown."""
+
+    label: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    login_url: str
+    api_url: str
+    api_url_overridden: bool = False
+
+
+def org_settings(label, args, env=None):
+    """Reads one org's credentials (environment only) and endpoints (flags, then environment)."""
+    env = os.environ if env is None else env
+    prefix = f"GENESYS_{label.upper()}_"
+
+    def setting(name, flag=None):
+        value = getattr(args, flag, None) if flag else None
+        return (value or env.get(prefix + name) or "").strip()
+
+    client_id, client_secret = setting("CLIENT_ID"), setting("CLIENT_SECRET")
+    for name, value in (("CLIENT_ID", client_id), ("CLIENT_SECRET", client_secret)):
+        if not value:
+            raise UsageError(f"{prefix}{name} is not set. Export the {label} org's OAuth client "
+                             f"(client credentials grant) in {prefix}CLIENT_ID and {prefix}CLIENT_SECRET.")
+    REDACTOR.add(client_secret)
+    region = setting("REGION", f"{label}_region")
+    login_url = setting("LOGIN_URL", f"{label}_login_url")
+    api_url = setting("API_URL", f"{label}_api_url")
+    if region:
+        domain = region_domain(region)
+        login_url = login_url or f"https://login.{domain}"
+        api_url_from_region = f"https://api.{domain}"
+    else:
+        api_url_from_region = ""
+    if not login_url or not (api_url or api_url_from_region):
+        raise UsageError(f"no region for the {label} org. Use --{label}-region or {prefix}REGION "
+                         f"(e.g. eu-west-1 or mypurecloud.ie), or both --{label}-login-url and --{label}-api-url.")
+    return OrgSettings(
+        label=label,
+        client_id=client_id,
+        client_secret=client_secret,
+        login_url=check_base_url(login_url, f"--{label}-login-url"),
+        api_url=check_base_url(api_url or api_url_from_region, f"--{label}-api-url"),
+        api_url_overridden=bool(api_url),
+    )
+
+
+class TokenProvider:
+    """One OAuth token per org, shared by every thread, fetched once however many ask."""
+
+    def __init__(self, settings, session):
+        self.settings = settings
+        self._session = session
+        self._lock = threading.Lock()
+        self._token = None
+        self._expires_at = 0.0
+        self.api_url = settings.api_url
+        self.requests_made = 0
+
+    def token(self):
+        with self._lock:
+            if self._token is None or time.monotonic() >= self._expires_at:
+                self._fetch()
+            return self._token
+
+    def invalidate(self, token):
+        """Drops `token` unless another thread already replaced it (one refresh, not fifty)."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+    def _fetch(self):
+        settings = self.settings
+        basic = base64.b64encode(f"{settings.client_id}:{settings.client_secret}".encode()).decode()
+        url = f"{settings.login_url}/oauth/token"
+        try:
+            for attempt in tenacity.Retrying(
+                retry=tenacity.retry_if_exception(is_transient),
+                wait=WaitRetryAfter(tenacity.wait_random_exponential(multiplier=0.5, max=10)),
+                stop=tenacity.stop_after_attempt(5),
+                reraise=True,
+            ):
+                with attempt:
+                    try:
+                        response = self._session.post(
+                            url,
+                            data={"grant_type": "client_credentials"},
+                            headers={"Authorization": f"Basic {basic}"},
+                            timeout=HTTP_TIMEOUT_S,
+                        )
+                    except requests.RequestException as exc:
+                        raise TransportError(f"cannot reach {url}: {type(exc).__name__}") from None
+                    self.requests_made += 1
+                    if response.status_code in TRANSIENT_STATUSES:
+                        raise ApiError(settings.label, "POST", "/oauth/token", response.status_code,
+                                       safe_json(response), parse_retry_after(response))
+        except TransportError as exc:
+            raise MigrateError(f"{settings.label} org: {exc}. Check --{settings.label}-region and the network.") from None
+        if response.status_code in (400, 401):
+            raise UsageError(f"the {settings.label} org refused its client credentials "
+                             f"({safe_json(response).get('error', response.status_code)}). Check "
+                             f"GENESYS_{settings.label.upper()}_CLIENT_ID/_CLIENT_SECRET and the region.")
+        if response.status_code >= 400:
+            raise ApiError(settings.label, "POST", "/oauth/token", response.status_code, safe_json(response))
+        body = safe_json(response)
+        if not body.get("access_token"):
+            raise MigrateError(f"{settings.label} org: the token answer has no access_token.")
+        REDACTOR.add(body["access_token"])
+        lifetime = float(body.get("expires_in") or 3600)
+        self._token = body["access_token"]
+        self._expires_at = time.monotonic() + lifetime - min(TOKEN_REFRESH_MARGIN_S, lifetime / 2)
+        self._adopt_api_domain(body.get("api_domain"))
+
+    def _adopt_api_domain(self, api_domain):
+        """Follows the token's api_domain only to a Genesys host or the configured override."""
+        if not api_domain:
+            return
+        candidate = api_domain if "://" in api_domain else f"https://{api_domain}"
+        candidate = candidate.rstrip("/")
+        if is_known_api_url(candidate) or (self.settings.api_url_overridden and candidate == self.settings.api_url):
+            if candidate != self.api_url:
+                log.info("%s org: using api_domain %s from the token answer", self.settings.label, candidate)
+            self.api_url = candidate
+        else:
+            log.warning("%s org: ignoring api_domain %r from the token answer: not a Genesys Cloud API host",
+                        self.settings.label, api_domain)
+
+
+def safe_json(response):
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def parse_retry_after(response):
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+class WaitRetryAfter(tenacity.wait.wait_base):
+    """Waits what the server asked for (Retry-After), else falls back to backoff with jitter."""
+
+    def __init__(self, fallback):
+        self.fallback = fallback
+
+    def __call__(self, retry_state):
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return retry_after + random.uniform(0, 0.1)
+        return self.fallback(retry_state)
+
+
+class RateGovernor:
+    """Paces all requests of one org so the platform's limits are met before, not after.
+
+    Two lanes, each a token bucket without burst: every API request takes a slot
+    of the `api` lane; job-status reads also take one of the `status` lane
+    (they share a 100/min window).  The rate-limit headers of each answer can
+    only slow a lane down, spreading what remains of the window over its reset
+    time; a 429 pauses every thread of the org until its Retry-After.
+    """
+
+    def __init__(self, rps, status_rps):
+        self._lock = threading.Lock()
+        self._base = {"api": 1.0 / rps, "status": 1.0 / status_rps}
+        self._interval = dict(self._base)
+        self._last = {"api": -1e9, "status": -1e9}
+        self._paused_until = 0.0
+        self.throttled = 0
+
+    def acquire(self, lane="api"):
+        """Blocks until this request may go: its lanes' spacing has passed and no pause is on."""
+        lanes = ("api", "status") if lane == "status" else ("api",)
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                ready_at = max([self._paused_until] + [self._last[name] + self._interval[name] for name in lanes])
+                if now >= ready_at:
+                    for name in lanes:
+                        self._last[name] = now
+                    return
+                delay = ready_at - now
+            time.sleep(min(delay, 0.25))
+
+    def observe(self, lane, headers):
+        """Adapts a lane to what the window has left: as it runs low, spread the rest over its reset."""
+        try:
+            allowed = float(headers.get("inin-ratelimit-allowed", ""))
+        except ValueError:
+            allowed = 0.0
+        try:
+            remaining = float(headers.get("X-RateLimit-Remaining", ""))
+        except ValueError:
+            try:
+                remaining = allowed - float(headers["inin-ratelimit-count"])
+            except (KeyError, ValueError):
+                return
+        try:
+            reset = float(headers.get("inin-ratelimit-reset", "") or 0)
+        except ValueError:
+            reset = 0.0
+        low_water = max(2.0, 0.1 * allowed) if allowed else 10.0
+        with self._lock:
+            if remaining <= low_water and reset > 0:
+                self._interval[lane] = max(self._base[lane], reset / (max(remaining, 0.0) + 1.0))
+            else:
+                self._interval[lane] = self._base[lane]
+
+    def pause(self, seconds):
+        with self._lock:
+            self.throttled += 1
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+class ApiClient:
+    """All calls to one org: auth, pacing, retries, errors as ApiError."""
+
+    def __init__(self, settings, workers=8, max_rps=DEFAULT_MAX_RPS, status_rps=DEFAULT_STATUS_RPS):
+        self.settings = settings
+        self.label = settings.label
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, workers + 2))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.auth = TokenProvider(settings, self.session)
+        self.governor = RateGovernor(max_rps, status_rps)
+        self.request_count = 0
+
+    def request(self, method, path, *, body=None, data=None, params=None, lane="api", on_retry=None):
+        """One logical call; transient failures are retried, others raise ApiError at once."""
+
+        def before_sleep(retry_state):
+            exc = retry_state.outcome.exception()
+            log.debug("%s %s: %s; retry %d", method, path, exc, retry_state.attempt_number)
+            if on_retry:
+                on_retry(exc)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_transient),
+            wait=WaitRetryAfter(tenacity.wait_random_exponential(multiplier=0.5, max=30)),
+            stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS) | tenacity.stop_after_delay(RETRY_MAX_SECONDS),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        if body is not None:
+            data = compact_json_bytes(body)
+        return retrying(self._attempt, method, path, data, params, lane)
+
+    def _attempt(self, method, path, data, params, lane):
+        for auth_attempt in (1, 2):
+            self.governor.acquire(lane)
+            token = self.auth.token()
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if data is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                response = self.session.request(method, self.auth.api_url + path, data=data, params=params,
+                                                headers=headers, timeout=HTTP_TIMEOUT_S)
+            except requests.RequestException as exc:
+                raise TransportError(f"{self.label} org: {method} {path}: connection failed ({type(exc).__name__})") from None
+            self.request_count += 1
+            self.governor.observe(lane, response.headers)
+            if response.status_code == 401 and auth_attempt == 1:
+                self.auth.invalidate(token)
+                continue
+            break
+        if response.status_code == 429:
+            retry_after = parse_retry_after(response)
+            self.governor.pause(retry_after if retry_after is not None else 1.0)
+            raise ApiError(self.label, method, path, 429, safe_json(response), retry_after or 0.0)
+        if response.status_code >= 400:
+            raise ApiError(self.label, method, path, response.status_code, safe_json(response),
+                           parse_retry_after(response))
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(self.label, method, path, response.status_code,
+                           {"message": "the answer is not JSON"}) from None
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, body=None, **kwargs):
+        return self.request("POST", path, body=body, **kwargs)
+
+    def paginate(self, path, page_size, params=None):
+        """Yields every entity of a paged list (contract section 4)."""
+        page = 1
+        while True:
+            answer = self.get(path, params={**(params or {}), "pageSize": page_size, "pageNumber": page}) or {}
+            yield from answer.get("entities") or []
+            if page >= (answer.get("pageCount") or 0):
+                return
+            page += 1
+
+    def organization(self):
+        return self.get("/api/v2/organizations/me")
+
+
+def strip_authorization(request):
+    """Auth hook for pre-signed URLs: no Authorization header, not even one from ~/.netrc."""
+    request.headers.pop("Authorization", None)
+    return request
+
+
+class PresignedTransfer:
+    """Downloads from (and uploads to) pre-signed URLs on other hosts, never with our token."""
+
+    def __init__(self):
+        self.session = requests.Session()
+
+    def get(self, url, **kwargs):
+        return self.session.get(url, auth=strip_authorization, timeout=HTTP_TIMEOUT_S, **kwargs)
+
+    def put(self, url, data, headers):
+        clean = {name: value for name, value in (headers or {}).items() if name.lower() != "authorization"}
+        return self.session.put(url, data=data, headers=clean, auth=strip_authorization, timeout=HTTP_TIMEOUT_S)
+
+
+class Backoff:
+    """Capped exponential polling delays with jitter; the first one may be a learned estimate."""
+
+    def __init__(self, first, cap, factor=1.6, jitter=0.1):
+        self.delay, self.cap, self.factor, self.jitter = max(0.05, first), cap, factor, jitter
+
+    def next(self):
+        delay = min(self.delay, self.cap)
+        self.delay = min(self.cap, self.delay * self.factor)
+        return delay * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+def poll_job(client, path, *, finished, first_delay, then_delay, cap, deadline, describe):
+    """Reads a job until `finished(job)`: one look near the expected end, then capped backoff.
+
+    Returns the final job and how many reads it took.  Stops at `deadline`
+    (a monotonic time) with an error that tells the operator how to resume.
+    """
+    time.sleep(max(0.0, min(first_delay, cap)))
+    backoff = Backoff(then_delay, cap)
+    polls = 0
+    while True:
+        job = client.get(path, lane="status") or {}
+        polls += 1
+        if finished(job):
+            return job, polls
+        delay = backoff.next()
+        if time.monotonic() + delay > deadline:
+            raise MigrateError(f"{describe} is still {job.get('status') or job.get('state') or 'running'} at the "
+                               f"polling deadline. Run the same command again later: it resumes the same job.")
+        time.sleep(delay)
+
+
+@dataclass
+class PollSettings:
+    initial: float = 1.0
+    cap: float = 15.0
+    deadline_s: float = 6 * 3600.0
+
+
+# ---------------------------------------------------------------------------
+# Export: source org -> exports/<start>_<end>.json.gz
+# ---------------------------------------------------------------------------
+
+EXPORT_PATH = "/api/v2/interaction/export"
+EXPORT_DONE = ("completed", "failed", "canceled")
+
+
+def iter_json_array(stream, what, read_size=1 << 16):
+    """Yields the objects of a JSON array from a text stream, holding one record at a time."""
+    decoder = json.JSONDecoder()
+    buffer, pos, eof = "", 0, False
+    started, expect_value, first = False, True, True
+    whitespace = " \t\r\n"
+    size = read_size
+
+    def fill():
+        nonlocal buffer, pos, eof
+        data = stream.read(size)
+        eof = not data
+        buffer, pos = buffer[pos:] + data, 0
+
+    while True:
+        while True:
+            while pos < len(buffer) and buffer[pos] in whitespace:
+                pos += 1
+            if pos < len(buffer) or eof:
+                break
+            fill()
+        if pos >= len(buffer):
+            raise UsageError(f"{what} ends before its JSON array does (truncated file?).")
+        char = buffer[pos]
+        if not started:
+            if char != "[":
+                raise UsageError(f"{what} is not a JSON array of records.")
+            started, pos = True, pos + 1
+            continue
+        if char == "]" and (first or not expect_value):
+            return
+        if not expect_value:
+            if char != ",":
+                raise UsageError(f"{what} is not a valid JSON array (unexpected {char!r} between records).")
+            pos, expect_value = pos + 1, True
+            continue
+        try:
+            value, end = decoder.raw_decode(buffer, pos)
+        except json.JSONDecodeError as exc:
+            if eof:
+                raise UsageError(f"{what} holds invalid JSON ({exc.msg}).") from None
+            size = min(size * 2, 1 << 24)
+            fill()
+            continue
+        if not isinstance(value, dict):
+            raise UsageError(f"{what} holds a {type(value).__name__} where a record (JSON object) belongs.")
+        size = read_size
+        yield value
+        pos, expect_value, first = end, False, False
+
+
+def open_text(path):
+    """Opens an export file as text, gzip or not (by its magic bytes, not its name)."""
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, "rt", encoding="utf-8")
+
+
+def iter_records(path):
+    with open_text(path) as stream:
+        yield from iter_json_array(stream, str(path))
+
+
+@dataclass
+class ExportWindow:
+    start: dt.datetime
+    end: dt.datetime
+
+    @property
+    def key(self):
+        return f"{compact_stamp(self.start)}_{compact_stamp(self.end)}"
+
+
+class Exporter:
+    """Runs one export job per window, resumable at every step through the state file."""
+
+    def __init__(self, client, state, out_dir, types, poll, progress):
+        self.client, self.state, self.out_dir = client, state, Path(out_dir)
+        self.types, self.poll, self.progress = list(types), poll, progress
+        self.downloads = PresignedTransfer()
+
+    def _entry(self, key):
+        return self.state.section("exports").get(key) or {}
+
+    def _save(self, key, **values):
+        def change(data):
+            data.setdefault("exports", {}).setdefault(key, {}).update(values)
+        self.state.update(change)
+
+    def run(self, window, source_org):
+        key = window.key
+        target = self.out_dir / f"{key}.json.gz"
+        entry = self._entry(key)
+        if entry.get("sha256") and target.exists() and sha256_file(target) == entry["sha256"]:
+            log.info("Already exported: %s (%d records); nothing to do.", target, entry.get("records", 0))
+            return {"file": str(target), "records": entry.get("records", 0), "resumed": True}
+        job_id = entry.get("jobId")
+        if job_id:
+            log.info("Resuming export job %s for %s .. %s", job_id, iso_utc(window.start), iso_utc(window.end))
+        else:
+            job_id = self._start_job(window, key)
+        job = self._wait(job_id, key)
+        records = self._download(job, job_id, target)
+        sha = sha256_file(target)
+        meta = {
+            "sourceOrg": {"id": source_org.get("id"), "name": source_org.get("name")},
+            "start": iso_utc(window.start), "end": iso_utc(window.end), "interactionTypes": self.types,
+            "schemaVersion": SCHEMA_VERSION, "records": records, "sha256": sha, "jobId": job_id,
+            "exportedAt": iso_utc(dt.datetime.now(dt.timezone.utc)),
+        }
+        write_json_atomically(self.out_dir / f"{key}.meta.json", meta, mode=0o644)
+        self._save(key, status="downloaded", sha256=sha, records=records, file=str(target))
+        log.info("Wrote %s: %d records.", target, records, extra={"fields": {"file": str(target), "records": records}})
+        return {"file": str(target), "records": records, "resumed": False}
+
+    def _start_job(self, window, key):
+        schemas = self.client.get(f"{EXPORT_PATH}/schemas") or {}
+        versions = [item.get("version") for item in schemas.get("entities") or []]
+        if SCHEMA_VERSION not in versions:
+            raise MigrateError(f"the source org offers export schemas {', '.join(map(str, versions)) or 'none'}, "
+                               f"not {SCHEMA_VERSION}, which import needs. Ask Genesys to enable {SCHEMA_VERSION}.")
+        body = {
+            "startDate": iso_utc(window.start), "endDate": iso_utc(window.end), "schemaVersion": SCHEMA_VERSION,
+            "interactionTypes": self.types, "includeTranscripts": True, "includeMedia": False, "format": "json",
+        }
+        job = self.client.post(EXPORT_PATH, body) or {}
+        if not job.get("id"):
+            raise MigrateError("the source org accepted the export but returned no job id.")
+        self._save(key, jobId=job["id"], status="running", start=body["startDate"], end=body["endDate"],
+                   interactionTypes=self.types)
+        log.info("Started export job %s for %s .. %s", job["id"], body["startDate"], body["endDate"])
+        return job["id"]
+
+    def _wait(self, job_id, key):
+        job, _ = poll_job(
+            self.client, f"{EXPORT_PATH}/{job_id}", finished=lambda job: job.get("status") in EXPORT_DONE,
+            first_delay=self.poll.initial, then_delay=self.poll.initial, cap=self.poll.cap,
+            deadline=time.monotonic() + self.poll.deadline_s, describe=f"export job {job_id}",
+        )
+        if job["status"] != "completed":
+            self._save(key, jobId=None, status=job["status"], error=job.get("errorMessage"))
+            raise MigrateError(f"export job {job_id} ended {job['status']}: {job.get('errorMessage') or 'no reason given'}. "
+                               f"Run the command again to start a new export job for this window.")
+        return job
+
+    def _download(self, job, job_id, target):
+        """Streams the pre-signed URL to .part, checks it, renames; a 403 asks the job for a fresh URL."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        for refresh in range(DOWNLOAD_URL_REFRESHES + 1):
+            url = job.get("downloadUrl")
+            if not url:
+                raise MigrateError(f"export job {job_id} is completed but has no downloadUrl.")
+            status = self._stream_to(url, part)
+            if status == 200:
+                break
+            if status == 403 and refresh < DOWNLOAD_URL_REFRESHES:
+                log.info("Download URL of export job %s expired; asking the job for a fresh one.", job_id)
+                job = self.client.get(f"{EXPORT_PATH}/{job_id}", lane="status") or {}
+                continue
+            raise MigrateError(f"download of export job {job_id} answered {status}. Run the command again; "
+                               f"it asks the job for a fresh URL.")
+        records = sum(1 for _ in iter_records(part))
+        expected = job.get("recordCount")
+        if expected is not None and expected != records:
+            raise MigrateError(f"the download of export job {job_id} holds {records} records, the job says "
+                               f"{expected}. Run the command again to download it again.")
+        os.replace(part, target)
+        fsync_directory(target.parent)
+        return records
+
+    def _stream_to(self, url, part):
+        for attempt in tenacity.Retrying(retry=tenacity.retry_if_exception(is_transient),
+                                         wait=tenacity.wait_random_exponential(multiplier=0.5, max=20),
+                                         stop=tenacity.stop_after_attempt(5), reraise=True):
+            with attempt:
+                try:
+                    with self.downloads.get(url, stream=True) as response:
+                        if response.status_code in TRANSIENT_STATUSES:
+                            raise ApiError("download", "GET", "(pre-signed URL)", response.status_code)
+                        if response.status_code != 200:
+                            return response.status_code
+                        received = 0
+                        with open(part, "wb") as handle:
+                            for block in response.iter_content(1 << 20):
+                                handle.write(block)
+                                received += len(block)
+                                self.progress.show(f"downloading {part.name}: {received / 1e6:.1f} MB")
+                            handle.flush()
+                            os.fsync(handle.fileno())
+                        self.progress.done()
+                        return 200
+                except requests.RequestException as exc:
+                    raise TransportError(f"download interrupted ({type(exc).__name__})") from None
+
+
+def incremental_window(state, args):
+    """The next nightly window: from where the last export ended to now minus --lag.
+
+    A window, once chosen, is kept in the state until it is exported, so a
+    killed run resumes the same window and windows can never overlap.
+    """
+    inc = state.section("incremental")
+    if inc.get("pending"):
+        pending = inc["pending"]
+        return ExportWindow(parse_time(pending["start"], "state"), parse_time(pending["end"], "state"))
+    if inc.get("lastEnd"):
+        start = parse_time(inc["lastEnd"], "state")
+        if args.start and parse_time(args.start, "--start") != start:
+            log.warning("--start is ignored: incremental exports continue from %s", inc["lastEnd"])
+    elif args.start:
+        start = parse_time(args.start, "--start")
+    else:
+        raise UsageError("the first --incremental run needs a starting point. Use --start 2026-01-01T00:00:00Z; "
+                         "later runs continue from where the last one ended.")
+    end = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=args.lag)).replace(microsecond=0)
+    if end <= start:
+        return None
+    window = ExportWindow(start, end)
+    state.update(lambda data: data.setdefault("incremental", {}).update(
+        pending={"start": iso_utc(start), "end": iso_utc(end)}))
+    return window
+
+
+def finish_incremental(state, window):
+    def change(data):
+        inc = data.setdefault("incremental", {})
+        inc["lastEnd"] = iso_utc(window.end)
+        inc.pop("pending", None)
+    state.update(change)
+
+
+# ---------------------------------------------------------------------------
+# Transform: strip what the destination refuses, rewrite ids through the mapping
+# ---------------------------------------------------------------------------
+
+
+class Mapping:
+    """Source id -> target id, per kind of object; written by clone, read by import."""
+
+    def __init__(self, tables=None, fallbacks=None, time_zones=None):
+        self.tables = {kind: dict((tables or {}).get(kind) or {}) for kind in MAPPING_KINDS}
+        self.fallbacks = dict(fallbacks or {})
+        self.time_zones = dict(time_zones or {})
+
+    @classmethod
+    def load(cls, path):
+        data = read_json_file(path, "mapping file")
+        text = Path(path).read_text(encoding="utf-8")
+
+        def where(key):
+            offset = text.find(json.dumps(key))
+            return f" (line {text.count(chr(10), 0, offset) + 1})" if offset >= 0 else ""
+
+        def fail(problem, key):
+            raise UsageError(f"mapping file {path}: {problem}{where(key)}. See mapping.example.json for the format.")
+
+        if not isinstance(data, dict):
+            raise UsageError(f"mapping file {path} must hold a JSON object of kinds. See mapping.example.json.")
+        unknown = [key for key in data if key not in MAPPING_KINDS + MAPPING_EXTRA_KEYS and not key.startswith("_")]
+        if unknown:
+            fail(f"unknown key {unknown[0]!r}; the kinds are {', '.join(MAPPING_KINDS + MAPPING_EXTRA_KEYS)}", unknown[0])
+        for kind in MAPPING_KINDS:
+            table = data.get(kind, {})
+            if not isinstance(table, dict):
+                fail(f"{kind!r} must be an object of source id -> target id", kind)
+            for source, target in table.items():
+                if not UUID_RE.match(source):
+                    fail(f"{kind}: key {source!r} is not a UUID", source)
+                if not isinstance(target, str) or not UUID_RE.match(target):
+                    fail(f"{kind}: {source} maps to {target!r}, which is not a UUID", source)
+        fallbacks = data.get("fallbacks", {})
+        if not isinstance(fallbacks, dict):
+            fail("'fallbacks' must be an object of kind -> target id", "fallbacks")
+        for kind, target in fallbacks.items():
+            if kind not in MAPPING_KINDS:
+                fail(f"fallbacks: unknown kind {kind!r}", kind)
+            if not isinstance(target, str) or not UUID_RE.match(target):
+                fail(f"fallbacks: {kind} is {target!r}, which is not a UUID", kind)
+        zones = data.get("timeZones", {})
+        if not isinstance(zones, dict) or not all(isinstance(v, str) for v in zones.values()):
+            fail("'timeZones' must be an object of source zone -> target zone", "timeZones")
+        return cls(data, fallbacks, zones)
+
+    def lookup(self, kind, source_id):
+        return self.tables[kind].get(source_id)
+
+    def to_json(self):
+        document = {kind: dict(sorted(self.tables[kind].items())) for kind in MAPPING_KINDS}
+        document["fallbacks"] = self.fallbacks
+        document["timeZones"] = self.time_zones
+        return document
+
+
+def reference_slots(node, path):
+    """The (container, key) pairs holding a string at `path` ("*" walks a list)."""
+    level = [(None, None, node)]
+    for head in path:
+        deeper = []
+        for _, _, value in level:
+            if head == "*":
+                if isinstance(value, list):
+                    deeper.extend((value, index, item) for index, item in enumerate(value))
+            elif isinstance(value, dict) and head in value:
+                deeper.append((value, head, value[head]))
+        if not deeper:
+            return ()
+        level = deeper
+    return [(container, key) for container, key, value in level if isinstance(value, str)]
+
+
+def unmapped_references(record, mapping):
+    return [(kind, container[key]) for path, kind in INTERACTION_REFERENCES
+            for container, key in reference_slots(record, path) if mapping.lookup(kind, container[key]) is None]
+
+
+def transform_interaction(record, mapping, policy):
+    """The record as the destination must receive it, or None when --unmapped skip leaves it out."""
+    for name in IMPORT_STRIPPED_FIELDS:
+        record.pop(name, None)
+    for path, kind in INTERACTION_REFERENCES:
+        for container, key in reference_slots(record, path):
+            target = mapping.lookup(kind, container[key])
+            if target is None:
+                if policy == "skip":
+                    return None
+                target = mapping.fallbacks[kind]
+            container[key] = target
+    return record
+
+
+def source_record_id(record):
+    """The record's own id; a record without one is known by its content digest."""
+    return record.get("id") or hashlib.sha256(canonical_json(record).encode()).hexdigest()
+
+
+def export_files(path):
+    """One file, or every export file of a folder in name order (so, in time order)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and not p.name.startswith(".")
+                       and (p.name.endswith(".json.gz") or p.name.endswith(".json"))
+                       and not p.name.endswith((".meta.json", ".analytics.json.gz")))
+        if not files:
+            raise UsageError(f"{path} holds no export files (*.json.gz). Use --input with a file or an export folder.")
+        return files
+    if not path.exists():
+        raise UsageError(f"--input {path} does not exist.")
+    return [path]
+
+
+@dataclass
+class UnmappedScan:
+    records: int = 0
+    affected_records: int = 0
+    counts: dict = field(default_factory=dict)  # (kind, source id) -> records using it
+    skipped: list = field(default_factory=list)  # (file, index, source id) of records --unmapped skip leaves out
+
+    def kinds(self):
+        return sorted({kind for kind, _ in self.counts})
+
+
+def scan_unmapped(files, mapping, keep_skipped):
+    """First pass: every reference the mapping cannot resolve, before anything is sent."""
+    scan = UnmappedScan()
+    for path in files:
+        for index, record in enumerate(iter_records(path)):
+            scan.records += 1
+            missing = unmapped_references(record, mapping)
+            if missing:
+                scan.affected_records += 1
+                for ref in set(missing):
+                    scan.counts[ref] = scan.counts.get(ref, 0) + 1
+                if keep_skipped:
+                    scan.skipped.append((str(path), index, record.get("id")))
+    return scan
+
+
+def write_unmapped_report(path, scan, policy):
+    report = {
+        "generated": iso_utc(dt.datetime.now(dt.timezone.utc)),
+        "policy": policy,
+        "recordsRead": scan.records,
+        "recordsWithUnmapped": scan.affected_records,
+        "unmapped": [{"kind": kind, "sourceId": source, "records": count}
+                     for (kind, source), count in sorted(scan.counts.items())],
+    }
+    if policy == "skip":
+        report["skippedRecords"] = [{"file": file, "index": index, "sourceId": sid} for file, index, sid in scan.skipped]
+    write_json_atomically(path, report, mode=0o644)
+
+
+# ---------------------------------------------------------------------------
+# Import: chunks of transformed records -> destination import jobs, exactly once
+# ---------------------------------------------------------------------------
+
+IMPORT_PATH = "/api/v2/interaction/import"
+IMPORT_ENVELOPE = (b'{"schemaVersion":"' + SCHEMA_VERSION.encode() + b'","allowDuplicates":false,"interactions":[', b"]}")
+IMPORT_HINTS = {
+    "QUEUE_NOT_FOUND": "The mapping points at a queue the destination does not have: fix the mapping file (or run clone)",
+    "INVALID_REFERENCE": "The mapping points at an object the destination does not have: fix the mapping file (or run clone)",
+    "DUPLICATE_INTERACTION": "The destination already holds these records (an overlapping export, or another import): "
+                             "remove the overlapping file",
+    "IMMUTABLE_FIELD": "The input holds fields the destination sets itself: was it written by migrate.py export?",
+    "UNKNOWN_FIELD": f"The input holds fields schema {SCHEMA_VERSION} does not know: was it exported with {SCHEMA_VERSION}?",
+    "SCHEMA_INCOMPATIBLE": f"The destination does not accept schema {SCHEMA_VERSION}",
+}
+
+
+@dataclass
+class Chunk:
+    """Up to 1,000 transformed records; its key is the sha256 of their source ids, in order."""
+
+    file: str
+    first_index: int
+    source_ids: list
+    parts: list  # each record's compact JSON bytes
+
+    @property
+    def key(self):
+        return hashlib.sha256("\n".join(self.source_ids).encode()).hexdigest()
+
+    @property
+    def count(self):
+        return len(self.parts)
+
+    def body(self):
+        return IMPORT_ENVELOPE[0] + b",".join(self.parts) + IMPORT_ENVELOPE[1]
+
+    def halves(self):
+        middle = (self.count + 1) // 2
+        return (Chunk(self.file, self.first_index, self.source_ids[:middle], self.parts[:middle]),
+                Chunk(self.file, self.first_index + middle, self.source_ids[middle:], self.parts[middle:]))
+
+    def describe(self):
+        return f"chunk {self.key[:12]} ({Path(self.file).name}, records {self.first_index}-{self.first_index + self.count - 1})"
+
+
+def build_chunks(files, mapping, policy, max_records=IMPORT_MAX_RECORDS, max_bytes=IMPORT_MAX_BYTES, stats=None):
+    """Deterministic chunks in file order: the same input and mapping always give the same keys."""
+    room = max_bytes - len(IMPORT_ENVELOPE[0]) - len(IMPORT_ENVELOPE[1])
+    for path in files:
+        ids, parts, size, first = [], [], 0, 0
+        for index, record in enumerate(iter_records(path)):
+            if stats:
+                stats.records_read += 1
+            source_id = source_record_id(record)
+            transformed = transform_interaction(record, mapping, policy)
+            if transformed is None:
+                if stats:
+                    stats.records_skipped += 1
+                continue
+            part = compact_json_bytes(transformed)
+            if len(part) > room:
+                raise MigrateError(f"record {index} of {path} is {len(part)} bytes, more than one import "
+                                   f"request may carry ({max_bytes}). Remove it from the export to go on.")
+            if parts and (len(parts) >= max_records or size + len(part) + 1 > room):
+                yield Chunk(str(path), first, ids, parts)
+                ids, parts, size = [], [], 0
+            if not parts:
+                first = index
+            ids.append(source_id)
+            parts.append(part)
+            size += len(part) + 1
+        if parts:
+            yield Chunk(str(path), first, ids, parts)
+
+
+class ChunkFailed(MigrateError):
+    pass
+
+
+@dataclass
+class ImportStats:
+    records_read: int = 0
+    records_skipped: int = 0
+    records_sent: int = 0
+    records_already: int = 0
+    chunks_done: int = 0
+    chunks_resumed: int = 0
+    chunks_confirmed: int = 0
+    chunks_split: int = 0
+    jobs: int = 0
+    polls: int = 0
+
+
+class JobPacer:
+    """Learns how long an import job takes per record, so the first poll lands near its end.
+
+    A job found finished at the first look may have finished earlier, so that
+    sample is shaded down; one found still running at the first look pushes the
+    estimate up.  The status window (100/min) is the scarce resource this saves.
+    """
+
+    def __init__(self, initial):
+        self.initial = initial
+        self._per_record = None
+        self._lock = threading.Lock()
+
+    def first_delay(self, records):
+        with self._lock:
+            return self.initial if self._per_record is None else self._per_record * records
+
+    def observe(self, records, elapsed, polls):
+        sample = elapsed / max(records, 1) * (0.85 if polls == 1 else 1.0)
+        with self._lock:
+            self._per_record = sample if self._per_record is None else 0.7 * self._per_record + 0.3 * sample
+
+
+class ImportRun:
+    """Submits chunks as import jobs, several at once, each exactly once across crashes.
+
+    Per chunk the state goes pending -> submitting (written before the POST) ->
+    submitted(importId) -> completed.  A chunk whose POST may have reached the
+    org before (it was left `submitting`, or a POST was retried) and whose new
+    job fails only because every record is a DUPLICATE_INTERACTION is already
+    in the org: it is marked completed instead of failed.
+    """
+
+    def __init__(self, client, state, workers, poll, progress, stats, total_chunks=None):
+        self.client, self.state, self.workers, self.poll = client, state, workers, poll
+        self.progress, self.stats, self.total_chunks = progress, stats, total_chunks
+        self.pacer = JobPacer(poll.initial)
+        self.stop = threading.Event()
+        self.failure = None
+        self._stats_lock = threading.Lock()
+        self.started = time.monotonic()
+
+    def _entry(self, key):
+        with self.state._mutex:
+            return dict(self.state.section("import").get("chunks", {}).get(key) or {})
+
+    def _record(self, chunk, **values):
+        def change(data):
+            chunks = data.setdefault("import", {}).setdefault("chunks", {})
+            entry = chunks.setdefault(chunk.key, {"file": chunk.file, "index": chunk.first_index, "records": chunk.count})
+            entry.update(values)
+        self.state.update(change)
+
+    def _count(self, **increments):
+        with self._stats_lock:
+            for name, value in increments.items():
+                setattr(self.stats, name, getattr(self.stats, name) + value)
+            done = self.stats.chunks_done + self.stats.chunks_resumed + self.stats.chunks_confirmed
+        rate = self.stats.records_sent / max(time.monotonic() - self.started, 1e-6)
+        total = f"/{self.total_chunks}" if self.total_chunks else ""
+        self.progress.show(f"import: chunks {done}{total}, records sent {self.stats.records_sent:,}, {rate:,.0f} rec/s")
+
+    def run(self, chunks):
+        pending = set()
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="import") as pool:
+            for chunk in chunks:
+                if self.stop.is_set():
+                    break
+                if self._entry(chunk.key).get("status") == "completed":
+                    self._count(chunks_resumed=1, records_already=chunk.count)
+                    continue
+                while len(pending) >= self.workers:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    self._collect(done)
+                if self.stop.is_set():
+                    break
+                pending.add(pool.submit(self._import, chunk))
+            self._collect(wait(pending)[0])
+        self.progress.done()
+        if self.failure:
+            raise self.failure
+
+    def _collect(self, futures):
+        for future in futures:
+            exc = future.exception()
+            if exc is not None and self.failure is None:
+                self.failure = exc if isinstance(exc, MigrateError) else MigrateError(f"import worker failed: {exc!r}")
+                self.stop.set()
+                log.error("Stopping new submissions: %s", self.failure)
+
+    def _import(self, chunk):
+        entry = self._entry(chunk.key)
+        status = entry.get("status", "pending")
+        if status == "completed":
+            return
+        if status == "split":
+            for half in chunk.halves():
+                self._import(half)
+            return
+        may_exist = status in ("submitting", "submitted", "failed")
+        if status == "submitted" and entry.get("importId"):
+            job_id = entry["importId"]
+            log.info("Resuming import job %s for %s", job_id, chunk.describe())
+        else:
+            if self.stop.is_set():
+                return
+            job_id, retried = self._submit(chunk)
+            if job_id is None:
+                return
+            may_exist = may_exist or retried
+        submitted_at = time.monotonic()
+        job, polls = poll_job(
+            self.client, f"{IMPORT_PATH}/{job_id}", finished=lambda job: job.get("status") in ("completed", "failed"),
+            first_delay=self.pacer.first_delay(chunk.count), then_delay=max(0.05, self.pacer.first_delay(chunk.count) * 0.2),
+            cap=self.poll.cap, deadline=time.monotonic() + self.poll.deadline_s, describe=f"import job {job_id}",
+        )
+        self._count(polls=polls)
+        if job["status"] == "completed":
+            self.pacer.observe(chunk.count, time.monotonic() - submitted_at, polls)
+            self._record(chunk, status="completed")
+            self._count(chunks_done=1, records_sent=chunk.count)
+            return
+        errors = job.get("errors") or []
+        if may_exist and self._all_duplicates(errors, chunk.count):
+            log.info("%s was already imported by an earlier attempt (job %s found every record present).",
+                     chunk.describe(), job_id)
+            self._record(chunk, status="completed", confirmedBy=job_id)
+            self._count(chunks_confirmed=1, records_already=chunk.count)
+            return
+        first = min(errors, key=lambda error: error.get("index", 0), default={})
+        self._record(chunk, status="failed", error={"importId": job_id, **first})
+        raise self._failure(chunk, f"import job {job_id}", first.get("code", "failed"),
+                            first.get("message", ""), first.get("index"))
+
+    def _submit(self, chunk):
+        """POSTs the chunk; the state says `submitting` before the request leaves."""
+        self._record(chunk, status="submitting")
+        retried = []
+        try:
+            answer = self.client.request("POST", IMPORT_PATH, data=chunk.body(), on_retry=retried.append) or {}
+        except ApiError as exc:
+            if exc.status == 413 and chunk.count > 1:
+                log.info("%s is too large for one request (413); splitting it in two.", chunk.describe())
+                self._record(chunk, status="split")
+                self._count(chunks_split=1)
+                for half in chunk.halves():
+                    self._import(half)
+                return None, False
+            self._record(chunk, status="failed", error={"status": exc.status, "code": exc.code, "message": exc.message})
+            raise self._failure(chunk, "the import request", exc.code or exc.status, exc.message, None) from None
+        self._count(jobs=1)
+        self._record(chunk, status="submitted", importId=answer["id"])
+        return answer["id"], bool(retried)
+
+    @staticmethod
+    def _all_duplicates(errors, count):
+        indexes = {error.get("index") for error in errors if error.get("code") == "DUPLICATE_INTERACTION"}
+        return len(errors) > 0 and all(e.get("code") == "DUPLICATE_INTERACTION" for e in errors) \
+            and indexes == set(range(count))
+
+    @staticmethod
+    def _failure(chunk, what, code, message, index):
+        at = f" at record {chunk.first_index + index} of {Path(chunk.file).name}" if isinstance(index, int) else ""
+        hint = IMPORT_HINTS.get(code, "Fix the cause")
+        return ChunkFailed(f"{what} for {chunk.describe()} failed: {code}{at}: {message}. {hint}, "
+                           f"then run the same command again; completed chunks are skipped.")
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+
+def confirm_write(args, org, what):
+    """Writes to an org need a yes: --yes, or an answer typed at a terminal."""
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"not writing to the {org.get('name')!r} org without confirmation: standard input is not "
+                         f"a terminal. Use --yes to confirm (as cron jobs must).")
+    sys.stderr.write(f"{what} Proceed? [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise MigrateError("cancelled at the prompt; nothing was written.")
+
+
+def describe_org(label, org, client):
+    return f"{label} org: {org.get('name')} (id {org.get('id')}) at {client.auth.api_url}"
+
+
+def make_client(label, args):
+    return ApiClient(org_settings(label, args), workers=args.workers, max_rps=args.max_rps,
+                     status_rps=args.max_status_rps)
+
+
+@contextlib.contextmanager
+def locked_state(path):
+    state = StateFile(path)
+    state.acquire_lock()
+    try:
+        yield state.load()
+    finally:
+        state.release_lock()
+
+
+def poll_settings(args):
+    return PollSettings(initial=args.poll_initial, cap=args.poll_max, deadline_s=args.poll_deadline)
+
+
+def parse_types(text):
+    types = [item.strip().lower() for item in (text or "").split(",") if item.strip()]
+    unknown = [item for item in types if item not in INTERACTION_TYPES]
+    if unknown or not types:
+        raise UsageError(f"--types {text!r}: use a comma-separated list of {', '.join(INTERACTION_TYPES)}.")
+    return types
+
+
+def cmd_export(args):
+    types = parse_types(args.types)
+    if args.incremental and args.end:
+        raise UsageError("--end does not go with --incremental, whose window ends at now minus --lag.")
+    if not args.incremental:
+        if not (args.start and args.end):
+            raise UsageError("export needs a window: use --start and --end (ISO-8601, UTC), or --incremental.")
+        window = ExportWindow(parse_time(args.start, "--start"), parse_time(args.end, "--end"))
+        if window.end <= window.start:
+            raise UsageError("--end must be later than --start (the window is [start, end)).")
+    client = make_client("source", args)
+    progress = Progress(not args.quiet and args.log_format == "text")
+    with locked_state(args.state) as state:
+        if args.incremental:
+            window = incremental_window(state, args)
+            if window is None:
+                log.info("Nothing to export yet: the last export ended less than --lag ago.")
+                return EXIT_OK
+        org = client.organization() or {}
+        log.info(describe_org("Source", org, client))
+        started = time.monotonic()
+        result = Exporter(client, state, args.out, types, poll_settings(args), progress).run(window, org)
+        if args.incremental:
+            finish_incremental(state, window)
+    log.info("Export finished: %s, %d records, %.1f s, %d requests, %d throttled (429).", result["file"],
+             result["records"], time.monotonic() - started, client.request_count, client.governor.throttled,
+             extra={"fields": {"file": result["file"], "records": result["records"],
+                               "throttled": client.governor.throttled}})
+    return EXIT_OK
+
+
+def export_meta(path):
+    name = path.name
+    stem = name[: -len(".json.gz")] if name.endswith(".json.gz") else path.stem
+    meta = path.with_name(f"{stem}.meta.json")
+    if meta.exists():
+        with contextlib.suppress(ValueError, OSError):
+            return json.loads(meta.read_text(encoding="utf-8"))
+    return {}
+
+
+def check_unmapped(scan, policy, mapping, report_path):
+    """Stops before any write when references cannot be resolved the way --unmapped asks."""
+    if not scan.counts:
+        return
+    write_unmapped_report(report_path, scan, policy)
+    per_kind = {}
+    for (kind, _), _count in scan.counts.items():
+        per_kind[kind] = per_kind.get(kind, 0) + 1
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(per_kind.items()))
+    log.warning("Unmapped references: %s, in %d of %d records; report: %s",
+                summary, scan.affected_records, scan.records, report_path)
+    if policy == "fail":
+        raise MigrateError(f"{len(scan.counts)} source ids ({summary}) have no entry in the mapping; nothing was "
+                           f"sent. Add them to the mapping (see {report_path}), or use --unmapped fallback or skip.")
+    if policy == "fallback":
+        missing = [kind for kind in scan.kinds() if kind not in mapping.fallbacks]
+        if missing:
+            raise MigrateError(f"--unmapped fallback needs a fallback for {', '.join(missing)}; the mapping's "
+                               f"'fallbacks' has none. Add one per kind, or use --unmapped skip. Report: {report_path}")
+
+
+def import_summary(stats, files, client, elapsed):
+    rate = stats.records_sent / elapsed if elapsed > 0 else 0.0
+    fields = {**stats.__dict__, "files": files, "elapsed_s": round(elapsed, 2), "records_per_s": round(rate, 1)}
+    if client:
+        fields["throttled"] = client.governor.throttled
+        fields["requests"] = client.request_count
+    log.info("Import %s: %d files; records %d read, %d sent, %d skipped, %d already imported; chunks %d done, "
+             "%d resumed, %d confirmed, %d split; %d jobs; %d throttled (429); %.1f s; %.0f records/s.",
+             "summary", files, stats.records_read, stats.records_sent, stats.records_skipped, stats.records_already,
+             stats.chunks_done, stats.chunks_resumed, stats.chunks_confirmed, stats.chunks_split, stats.jobs,
+             fields.get("throttled", 0), elapsed, rate, extra={"fields": fields})
+
+
+def dry_run_import(args, files, mapping, scan):
+    """Writes what would be sent, chunk by chunk, and talks to no org."""
+    out = Path(args.dry_run_out)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("chunk-*.json"):
+        old.unlink()
+    stats = ImportStats()
+    chunks = 0
+    for chunks, chunk in enumerate(build_chunks(files, mapping, args.unmapped, args.chunk_records, stats=stats), start=1):
+        (out / f"chunk-{chunks:05d}-{chunk.key[:12]}.json").write_bytes(chunk.body())
+        stats.records_sent += chunk.count
+    log.info("Dry run: %d files, %d records read, %d would be sent in %d chunks, %d skipped; %d unmapped source "
+             "ids. Chunks written to %s/. Nothing was sent.", len(files), stats.records_read, stats.records_sent,
+             chunks, stats.records_skipped, len(scan.counts), out,
+             extra={"fields": {**stats.__dict__, "chunks": chunks, "unmapped": len(scan.counts)}})
+    return EXIT_ATTENTION if stats.records_skipped else EXIT_OK
+
+
+def cmd_import(args):
+    if not 1 <= args.chunk_records <= IMPORT_MAX_RECORDS:
+        raise UsageError(f"--chunk-records must be between 1 and {IMPORT_MAX_RECORDS}.")
+    mapping = Mapping.load(args.mapping)
+    files = export_files(args.input)
+    scan = scan_unmapped(files, mapping, keep_skipped=args.unmapped == "skip")
+    check_unmapped(scan, args.unmapped, mapping, args.report)
+    if args.dry_run:
+        return dry_run_import(args, files, mapping, scan)
+    client = make_client("target", args)
+    stats = ImportStats()
+    progress = Progress(not args.quiet and args.log_format == "text")
+    with locked_state(args.state) as state:
+        org = client.organization() or {}
+        log.info(describe_org("Destination", org, client))
+        sources = {export_meta(path).get("sourceOrg", {}).get("id") for path in files} - {None}
+        if org.get("id") in sources and not args.allow_same_org:
+            raise UsageError(f"the input was exported from the destination org itself ({org.get('id')}). "
+                             f"Use --allow-same-org if that is really intended.")
+        confirm_write(args, org, f"Import up to {scan.records - len(scan.skipped):,} records from {len(files)} "
+                                 f"file(s) into {org.get('name')!r} ({org.get('id')}).")
+        started = time.monotonic()
+        run = ImportRun(client, state, args.workers, poll_settings(args), progress, stats)
+        try:
+            run.run(build_chunks(files, mapping, args.unmapped, args.chunk_records, stats=stats))
+        finally:
+            import_summary(stats, len(files), client, time.monotonic() - started)
+    if stats.records_skipped:
+        log.warning("%d records were skipped for unmapped references; they are listed in %s.",
+                    stats.records_skipped, args.report)
+        return EXIT_ATTENTION
+    return EXIT_OK
+
+
+def cmd_not_built(args):
+    raise MigrateError(f"'{args.command}' is not built yet in this version of migrate.py.")
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+EPILOG = """\
+examples:
+  python migrate.py export --start 2026-01-01T00:00:00Z --end 2026-02-01T00:00:00Z --source-region us-east-1
+  python migrate.py export --incremental --lag 1h --source-region us-east-1 --yes      # nightly cron
+  python migrate.py import --input exports/ --mapping mapping.json --dry-run
+  python migrate.py import --input exports/ --mapping mapping.json --target-region eu-west-1 --yes
+
+credentials come from the environment only (never the command line, which ps shows):
+  GENESYS_SOURCE_CLIENT_ID, GENESYS_SOURCE_CLIENT_SECRET, GENESYS_TARGET_CLIENT_ID, GENESYS_TARGET_CLIENT_SECRET
+  regions/URLs: --source-region or GENESYS_SOURCE_REGION, --source-login-url/--source-api-url
+  (GENESYS_SOURCE_LOGIN_URL/_API_URL), and the same for TARGET.
+
+exit codes:
+  0 done   1 failed   2 usage or configuration error   3 done but needs attention
+  (records skipped, mismatches, unresolved references)   4 another run holds the lock
+"""
+
+
+def add_org_options(parser, label):
+    group = parser.add_argument_group(f"{label} org (credentials from GENESYS_{label.upper()}_CLIENT_ID/_SECRET)")
+    group.add_argument(f"--{label}-region", metavar="REGION",
+                       help=f"region name or domain, e.g. eu-west-1 or mypurecloud.ie (env GENESYS_{label.upper()}_REGION)")
+    group.add_argument(f"--{label}-login-url", metavar="URL", help="override the login host (proxies, the local fake)")
+    group.add_argument(f"--{label}-api-url", metavar="URL", help="override the API host (proxies, the local fake)")
+
+
+def add_poll_options(parser):
+    group = parser.add_argument_group("job polling")
+    group.add_argument("--poll-initial", type=parse_duration, default=1.0, metavar="DURATION",
+                       help="first look at a new job after this long (default 1s)")
+    group.add_argument("--poll-max", type=parse_duration, default=15.0, metavar="DURATION",
+                       help="longest wait between two looks at a job (default 15s)")
+    group.add_argument("--poll-deadline", type=parse_duration, default=6 * 3600.0, metavar="DURATION",
+                       help="give up waiting for one job after this long; a re-run resumes it (default 6h)")
+
+
+def build_parser():
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument("-v", "--verbose", action="count", default=0, help="more detail (debug)")
+    group.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only; no progress")
+    group.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object a line, for cron")
+    group.add_argument("--state", default="migration_state.json", metavar="PATH",
+                       help="state file that makes runs resumable (default migration_state.json; lock: PATH.lock)")
+    group.add_argument("--workers", type=int, default=8, metavar="N", help="parallel requests or jobs (default 8)")
+    group.add_argument("--max-rps", type=float, default=DEFAULT_MAX_RPS, metavar="R",
+                       help=f"requests per second per org at most (default {DEFAULT_MAX_RPS:g}: the platform's 300/min)")
+    group.add_argument("--max-status-rps", type=float, default=DEFAULT_STATUS_RPS, metavar="R",
+                       help="job-status reads per second per org at most (default 100/min)")
+    group.add_argument("--yes", action="store_true", help="confirm writes without a prompt (needed without a terminal)")
+
+    parser = argparse.ArgumentParser(
+        prog="migrate.py", description="Move interactions and configuration between Genesys Cloud orgs and regions.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"migrate.py {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    export = commands.add_parser("export", parents=[common], epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 help="export interactions of a time window from the source org to local files")
+    window = export.add_argument_group("window")
+    window.add_argument("--start", help="window start, ISO-8601 with zone (inclusive)")
+    window.add_argument("--end", help="window end, ISO-8601 with zone (exclusive)")
+    window.add_argument("--incremental", action="store_true",
+                        help="continue from where the last export ended, up to now minus --lag (for cron)")
+    window.add_argument("--lag", type=parse_duration, default=3600.0, metavar="DURATION",
+                        help="with --incremental: leave out the most recent DURATION (default 1h)")
+    export.add_argument("--types", default=",".join(INTERACTION_TYPES), help="interaction types (default voice,chat,email)")
+    export.add_argument("--out", default="exports", metavar="DIR", help="folder for export files (default exports/)")
+    add_poll_options(export)
+    add_org_options(export, "source")
+    export.set_defaults(handler=cmd_export)
+
+    imp = commands.add_parser("import", parents=[common], epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              help="import exported interactions into the destination org, exactly once")
+    imp.add_argument("--input", required=True, metavar="PATH", help="an export file, or a folder of them")
+    imp.add_argument("--mapping", required=True, metavar="FILE", help="source id -> target id per kind (see mapping.example.json)")
+    imp.add_argument("--unmapped", choices=("fail", "fallback", "skip"), default="fail",
+                     help="a reference missing from the mapping: stop before sending (fail, default), use the "
+                          "mapping's fallbacks entry, or leave the record out (skip, exit 3)")
+    imp.add_argument("--report", default="unmapped_report.json", metavar="FILE",
+                     help="where unmapped ids and skipped records are listed (default unmapped_report.json)")
+    imp.add_argument("--dry-run", action="store_true", help="send nothing; write the chunks that would be sent")
+    imp.add_argument("--dry-run-out", default="dry_run_chunks", metavar="DIR", help="folder for --dry-run chunks")
+    imp.add_argument("--chunk-records", type=int, default=IMPORT_MAX_RECORDS, metavar="N",
+                     help=f"records per import job, 1 to {IMPORT_MAX_RECORDS} (default {IMPORT_MAX_RECORDS})")
+    imp.add_argument("--allow-same-org", action="store_true", help="allow importing into the org the input came from")
+    add_poll_options(imp)
+    add_org_options(imp, "target")
+    imp.set_defaults(handler=cmd_import)
+
+    clone = commands.add_parser("clone", parents=[common], help="copy routing and architect configuration to the target org")
+    add_org_options(clone, "source")
+    add_org_options(clone, "target")
+    clone.set_defaults(handler=cmd_not_built)
+
+    rollback = commands.add_parser("rollback", parents=[common], help="delete what a clone created, from its manifest")
+    add_org_options(rollback, "target")
+    rollback.set_defaults(handler=cmd_not_built)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    setup_logging(args.verbose - args.quiet, args.log_format)
+    if args.workers < 1 or args.max_rps <= 0 or args.max_status_rps <= 0:
+        log.error("Error: --workers, --max-rps and --max-status-rps must be positive.")
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except MigrateError as exc:
+        log.error("Error: %s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("Interrupted. Run the same command again to resume where this run stopped.")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
