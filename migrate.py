@@ -817,19 +817,21 @@ class Backoff:
 def poll_job(client, path, *, finished, first_delay, then_delay, cap, deadline, describe):
     """Reads a job until `finished(job)`: one look near the expected end, then capped backoff.
 
-    Returns the final job and how many reads it took.  Stops at `deadline`
-    (a monotonic time) with an error that tells the operator how to resume.
+    Returns the final job, how many reads it took, and when a read last saw it
+    unfinished (None if the first read found it done).  Stops at `deadline` (a
+    monotonic time) with an error that tells the operator how to resume.
     """
-    time.sleep(max(0.0, min(first_delay, cap)))
+    time.sleep(max(0.0, min(first_delay, deadline - time.monotonic())))
     backoff = Backoff(then_delay, cap)
-    polls = 0
+    polls, last_pending = 0, None
     while True:
         job = client.get(path, lane="status") or {}
         polls += 1
         if finished(job):
-            return job, polls
+            return job, polls, last_pending
+        last_pending = time.monotonic()
         delay = backoff.next()
-        if time.monotonic() + delay > deadline:
+        if last_pending + delay > deadline:
             raise MigrateError(f"{describe} is still {job.get('status') or job.get('state') or 'running'} at the "
                                f"polling deadline. Run the same command again later: it resumes the same job.")
         time.sleep(delay)
@@ -986,7 +988,7 @@ class Exporter:
         return job["id"]
 
     def _wait(self, job_id, key):
-        job, _ = poll_job(
+        job, _, _ = poll_job(
             self.client, f"{EXPORT_PATH}/{job_id}", finished=lambda job: job.get("status") in EXPORT_DONE,
             first_delay=self.poll.initial, then_delay=self.poll.initial, cap=self.poll.cap,
             deadline=time.monotonic() + self.poll.deadline_s, describe=f"export job {job_id}",
@@ -1342,9 +1344,11 @@ class ImportStats:
 class JobPacer:
     """Learns how long an import job takes per record, so the first poll lands near its end.
 
-    A job found finished at the first look may have finished earlier, so that
-    sample is shaded down; one found still running at the first look pushes the
-    estimate up.  The status window (100/min) is the scarce resource this saves.
+    Each finished job brackets its true duration between the last read that saw
+    it running and the read that saw it done; the estimate follows the middle
+    of that bracket (a job done at the first read pulls the estimate down a
+    little, to probe for a shorter duration).  The job-status window (100/min)
+    is the scarce resource this saves.
     """
 
     def __init__(self, initial):
@@ -1356,8 +1360,12 @@ class JobPacer:
         with self._lock:
             return self.initial if self._per_record is None else self._per_record * records
 
-    def observe(self, records, elapsed, polls):
-        sample = elapsed / max(records, 1) * (0.85 if polls == 1 else 1.0)
+    def observe(self, records, submitted_at, done_at, last_pending_at):
+        if last_pending_at is None:
+            duration = 0.9 * (done_at - submitted_at)
+        else:
+            duration = (last_pending_at + done_at) / 2 - submitted_at
+        sample = duration / max(records, 1)
         with self._lock:
             self._per_record = sample if self._per_record is None else 0.7 * self._per_record + 0.3 * sample
 
@@ -1450,14 +1458,17 @@ class ImportRun:
                 return
             may_exist = may_exist or retried
         submitted_at = time.monotonic()
-        job, polls = poll_job(
+        expected = self.pacer.first_delay(chunk.count)
+        job, polls, last_pending = poll_job(
             self.client, f"{IMPORT_PATH}/{job_id}", finished=lambda job: job.get("status") in ("completed", "failed"),
-            first_delay=self.pacer.first_delay(chunk.count), then_delay=max(0.05, self.pacer.first_delay(chunk.count) * 0.2),
-            cap=self.poll.cap, deadline=time.monotonic() + self.poll.deadline_s, describe=f"import job {job_id}",
+            first_delay=expected, then_delay=max(0.05, expected * 0.1), cap=self.poll.cap,
+            deadline=time.monotonic() + self.poll.deadline_s, describe=f"import job {job_id}",
         )
         self._count(polls=polls)
+        log.debug("import job %s: %s after %.2f s and %d reads (first read at %.2f s)", job_id, job["status"],
+                  time.monotonic() - submitted_at, polls, expected)
         if job["status"] == "completed":
-            self.pacer.observe(chunk.count, time.monotonic() - submitted_at, polls)
+            self.pacer.observe(chunk.count, submitted_at, time.monotonic(), last_pending)
             self._record(chunk, status="completed")
             self._count(chunks_done=1, records_sent=chunk.count)
             return
