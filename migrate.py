@@ -1519,6 +1519,639 @@ class ImportRun:
 
 
 # ---------------------------------------------------------------------------
+# Clone: configuration from the source org to the target org
+# ---------------------------------------------------------------------------
+
+UUID_IN_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+CREATE_READ_ONLY_FIELDS = ("id", "selfUri", "version", "state", "dateCreated", "dateModified", "createdBy",
+                           "modifiedBy", "memberCount", "userMemberCount", "joinedMemberCount")
+TRUNK_CREDENTIAL_PROPERTIES = ("trunk_sip_authentication_credentials_realm",
+                               "trunk_sip_authentication_credentials_username",
+                               "trunk_sip_authentication_credentials_password")
+FLOW_EXPORT_JOBS = "/api/v2/flows/export/jobs"
+FLOW_IMPORT_JOBS = "/api/v2/flows/jobs"
+FLOW_EXPORT_BATCH = 20
+FLOW_JOB_DONE = ("Success", "Failure")
+MANIFEST_FLUSH_S = 0.25
+
+
+@dataclass(frozen=True)
+class ObjectKind:
+    """One kind of configuration object: where it lives and how it is copied.
+
+    `level` is its place in the dependency order of apply (a level refers only
+    to lower levels); `delete_rank` is its place in rollback (lower first: an
+    object named in a flow cannot go while the flow exists).
+    """
+
+    key: str  # the mapping file's name for the kind
+    path: str
+    page_size: int
+    level: int
+    delete_rank: int
+    fields: tuple  # settings copied to the target
+    match: str = "name"  # name | name+type | email
+    division_field: str = "division"  # division ({"id"}), divisionId (a string), or "" (none)
+    version: str = ""  # "int": PUT must carry the current version
+    updatable: bool = True
+    creatable: bool = True
+    list_params: tuple = ()
+    skip_when: tuple = ()  # (field, value): source objects never copied
+    drop_properties: tuple = ()  # keys of `properties` never copied
+    members: str = ""  # sub-resource listing objects of another kind, e.g. a queue's wrap-up codes
+    members_kind: str = ""
+
+
+CLONE_KINDS = (
+    ObjectKind("divisions", "/api/v2/authorization/divisions", 100, 0, 9, ("name", "description"), division_field=""),
+    ObjectKind("skills", "/api/v2/routing/skills", 500, 1, 5, ("name",), division_field="divisionId", updatable=False),
+    ObjectKind("languages", "/api/v2/routing/languages", 100, 1, 5, ("name",), division_field="", updatable=False),
+    ObjectKind("wrapupCodes", "/api/v2/routing/wrapupcodes", 100, 1, 5, ("name", "description")),
+    ObjectKind("schedules", "/api/v2/architect/schedules", 100, 1, 4,
+               ("name", "description", "start", "end", "rrule"), version="int"),
+    ObjectKind("trunkBaseSettings", "/api/v2/telephony/providers/edges/trunkbasesettings", 100, 1, 5,
+               ("name", "description", "trunkType", "trunkMetabase", "properties"), version="int",
+               list_params=(("expand", "properties"),), skip_when=("managed", True),
+               drop_properties=TRUNK_CREDENTIAL_PROPERTIES),
+    ObjectKind("flows", "/api/v2/flows", 500, 1, 0, ("name", "description", "type"), match="name+type",
+               updatable=False),
+    ObjectKind("scheduleGroups", "/api/v2/architect/schedulegroups", 100, 2, 3,
+               ("name", "description", "timeZone", "openSchedules", "closedSchedules", "holidaySchedules"),
+               version="int"),
+    ObjectKind("queues", "/api/v2/routing/queues", 500, 2, 1,
+               ("name", "description", "mediaSettings", "routingRules", "acwSettings", "skillEvaluationMethod",
+                "bullseye", "queueFlow", "emailInQueueFlow", "messageInQueueFlow"),
+               members="wrapupcodes", members_kind="wrapupCodes"),
+    ObjectKind("users", "/api/v2/users", 500, -1, -1, (), match="email", creatable=False, updatable=False),
+)
+KINDS_BY_KEY = {kind.key: kind for kind in CLONE_KINDS}
+CLONABLE_KINDS = tuple(kind.key for kind in CLONE_KINDS if kind.creatable)
+FLOW_CONTENT_LEVEL = 1 + max(kind.level for kind in CLONE_KINDS)
+
+
+def match_key(kind, obj):
+    if kind.match == "email":
+        return (obj.get("email") or "").strip().lower() or None
+    if kind.match == "name+type":
+        return obj.get("name"), (obj.get("type") or "").upper()
+    return obj.get("name")
+
+
+def rewrite_uuids(value, id_map, unresolved):
+    """Every UUID, in any field, is rewritten through the global id map (a UUID names one object)."""
+    if isinstance(value, dict):
+        return {key: rewrite_uuids(item, id_map, unresolved) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rewrite_uuids(item, id_map, unresolved) for item in value]
+    if isinstance(value, str) and UUID_RE.match(value):
+        if value in id_map:
+            return id_map[value]
+        unresolved.add(value)
+    return value
+
+
+def as_references(value):
+    """Reduces every nested {id, name, selfUri} to {id}: names and URIs are the source org's, ids get mapped."""
+    if isinstance(value, dict):
+        if "id" in value and set(value) <= {"id", "name", "selfUri"}:
+            return {"id": value["id"]}
+        return {key: as_references(item) for key, item in value.items() if key != "selfUri"}
+    if isinstance(value, list):
+        return [as_references(item) for item in value]
+    return value
+
+
+def differences(sent, actual, path=""):
+    """Fields of `sent` that `actual` does not hold the same (what the org answers may hold more)."""
+    if isinstance(sent, dict):
+        if not isinstance(actual, dict):
+            return [path or "(object)"]
+        return [diff for key, item in sent.items()
+                for diff in differences(item, actual.get(key), f"{path}.{key}" if path else key)]
+    if isinstance(sent, list):
+        if not isinstance(actual, list) or len(actual) != len(sent):
+            return [path]
+        return [diff for index, (a, b) in enumerate(zip(sent, actual)) for diff in differences(a, b, f"{path}[{index}]")]
+    return [] if sent == actual else [path]
+
+
+@dataclass
+class PlanItem:
+    """What clone does with one source object."""
+
+    kind: ObjectKind
+    source: dict
+    action: str  # create | reuse | update | ours | skip
+    target_id: str = None
+    target_name: str = None
+    reason: str = ""
+    target: dict = None
+    desired: dict = None  # the settings sent, after mapping: what verify compares
+    needs_content: bool = False  # a flow whose content must be imported and published
+    members_wanted: list = None  # target ids of its member list (a queue's wrap-up codes)
+
+    @property
+    def label(self):
+        return f"{self.kind.key[:-1] if self.kind.key.endswith('s') else self.kind.key} {self.source.get('name')!r}"
+
+
+class Manifest:
+    """What this clone created, in order, so rollback can delete exactly that.
+
+    An object is listed (state `creating`, by kind and name) before its POST
+    leaves, and gets its id once created; a crash in between leaves an entry
+    that rollback and the next clone resolve by name, since clone only ever
+    creates a name the target did not have.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.data = {"formatVersion": 1, "entries": []}
+        self._mutex = threading.Lock()
+        self._dirty_since = None
+
+    def load(self, required=False):
+        if self.path.exists():
+            data = read_json_file(self.path, "rollback manifest")
+            if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+                raise UsageError(f"{self.path} is not a rollback manifest written by migrate.py clone.")
+            self.data = data
+        elif required:
+            raise UsageError(f"rollback manifest {self.path} does not exist. Use --manifest with the file clone wrote.")
+        return self
+
+    @property
+    def entries(self):
+        return self.data["entries"]
+
+    def bind_target(self, org, api_url):
+        recorded = self.data.get("target")
+        if recorded and recorded.get("id") != org.get("id"):
+            raise UsageError(f"{self.path} lists objects of org {recorded.get('name')!r} ({recorded.get('id')}), "
+                             f"not of the target {org.get('name')!r}. Use another --manifest-out.")
+        self.data["target"] = {"id": org.get("id"), "name": org.get("name"), "apiUrl": api_url}
+
+    def ours(self, kind_key):
+        """Target ids (or names still being created) this manifest owns, for one kind."""
+        with self._mutex:
+            return [entry for entry in self.entries if entry["kind"] == kind_key]
+
+    def intend(self, items):
+        with self._mutex:
+            for item in items:
+                self.entries.append({"kind": item.kind.key, "name": item.target_name, "type": item.source.get("type"),
+                                     "sourceId": item.source.get("id"), "targetId": None, "state": "creating"})
+            self._write()
+
+    def created(self, item, target_id):
+        with self._mutex:
+            for entry in reversed(self.entries):
+                if entry["kind"] == item.kind.key and entry["name"] == item.target_name and entry["targetId"] is None:
+                    entry.update(targetId=target_id, state="created")
+                    break
+            now = time.monotonic()
+            self._dirty_since = self._dirty_since or now
+            if now - self._dirty_since >= MANIFEST_FLUSH_S:
+                self._write()
+
+    def resolve(self, entry, target_id):
+        with self._mutex:
+            entry.update(targetId=target_id, state="created")
+            self._dirty_since = self._dirty_since or time.monotonic()
+
+    def remove(self, entry):
+        with self._mutex:
+            self.entries.remove(entry)
+            self._write()
+
+    def flush(self):
+        with self._mutex:
+            if self._dirty_since is not None:
+                self._write()
+
+    def _write(self):
+        self._dirty_since = None
+        write_json_atomically(self.path, self.data)
+
+
+class CloneRun:
+    """Extract, match, plan, apply level by level, verify, record."""
+
+    def __init__(self, source, target, orgs, args, seed_mapping, manifest, progress):
+        self.source, self.target, self.orgs, self.args = source, target, orgs, args
+        self.manifest, self.progress = manifest, progress
+        self.kinds = [KINDS_BY_KEY[key] for key in args.kinds]
+        self.time_zones = seed_mapping.time_zones
+        self.seed_tables = seed_mapping.tables
+        self.source_objects, self.target_objects, self.source_members = {}, {}, {}
+        self.id_map = {}
+        self.plan = []
+        self.unresolved = []  # (item label, missing ids)
+        self.failures = []
+        self.flow_content = {}
+        self.verify_mismatches = []
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    # --- extract ---------------------------------------------------------------------
+
+    def extract(self):
+        """Every kind from both orgs, in parallel; the source's member lists of selected kinds."""
+        def listing(client, kind):
+            return list(client.paginate(kind.path, kind.page_size, dict(kind.list_params)))
+
+        with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="extract") as pool:
+            jobs = {(side, kind.key): pool.submit(listing, client, kind)
+                    for side, client in (("source", self.source), ("target", self.target))
+                    for kind in CLONE_KINDS}
+            for (side, key), future in jobs.items():
+                (self.source_objects if side == "source" else self.target_objects)[key] = future.result()
+            member_jobs = {obj["id"]: pool.submit(listing, self.source, ObjectKind(
+                kind.members_kind, f"{kind.path}/{obj['id']}/{kind.members}", 100, 0, 0, ()))
+                for kind in self.kinds if kind.members for obj in self.source_objects[kind.key]}
+            self.source_members = {source_id: future.result() for source_id, future in member_jobs.items()}
+        counts = ", ".join(f"{len(self.source_objects[k.key])} {k.key}" for k in CLONE_KINDS)
+        log.info("Extracted from the source: %s.", counts)
+
+    # --- match and plan --------------------------------------------------------------
+
+    def build_plan(self):
+        policy, prefix = self.args.on_conflict, self.args.prefix
+        selected = {kind.key for kind in self.kinds}
+        for kind in CLONE_KINDS:
+            ours = self._owned_ids(kind)
+            existing = {}
+            for obj in self.target_objects[kind.key]:
+                existing.setdefault(match_key(kind, obj), obj)
+            for source in self.source_objects[kind.key]:
+                item = self._plan_one(kind, source, existing, ours, kind.key in selected, policy, prefix)
+                if item:
+                    self.plan.append(item)
+                    if item.target_id:
+                        self.id_map[source["id"]] = item.target_id
+        for item in self.plan:
+            if item.action == "create":
+                self.id_map.setdefault(item.source["id"], f"(new {item.kind.key})")
+        for item in self.plan:
+            if item.action in ("create", "update"):
+                item.desired = self._desired(item, set())
+
+    def _owned_ids(self, kind):
+        """Ids this clone created before (its manifest), resolving entries left `creating` by name."""
+        by_name = {}
+        for obj in self.target_objects[kind.key]:
+            by_name.setdefault((obj.get("name"), obj.get("type")) if kind.match == "name+type" else obj.get("name"), obj)
+        owned = set()
+        for entry in self.manifest.ours(kind.key):
+            if entry["targetId"] is None:
+                found = by_name.get((entry["name"], entry.get("type")) if kind.match == "name+type" else entry["name"])
+                if found:
+                    self.manifest.resolve(entry, found["id"])
+            if entry["targetId"]:
+                owned.add(entry["targetId"])
+        return owned
+
+    def _plan_one(self, kind, source, existing, ours, selected, policy, prefix):
+        seeded = self.seed_tables.get(kind.key, {}).get(source.get("id"))
+        if seeded:
+            return PlanItem(kind, source, "reuse", seeded, source.get("name"), "mapped by the input mapping")
+        if kind.skip_when and source.get(kind.skip_when[0]) == kind.skip_when[1]:
+            return PlanItem(kind, source, "skip", reason=f"{kind.skip_when[0]} objects are the platform's own")
+        key = match_key(kind, source)
+        found = existing.get(key)
+        if not kind.creatable:
+            if found:
+                return PlanItem(kind, source, "reuse", found["id"], found.get("name"), f"matched by {kind.match}")
+            return PlanItem(kind, source, "skip", reason=f"no {kind.match} match in the target")
+        if found and found["id"] in ours:
+            return PlanItem(kind, source, "ours", found["id"], found.get("name"), "created by an earlier clone",
+                            target=found, needs_content=kind.key == "flows" and not found.get("publishedVersion"))
+        if not selected:
+            if found:
+                return PlanItem(kind, source, "reuse", found["id"], found.get("name"), "kind not selected; matched by name")
+            return PlanItem(kind, source, "skip", reason="kind not selected and no object of that name in the target")
+        if not found:
+            return PlanItem(kind, source, "create", target_name=source.get("name"), needs_content=kind.key == "flows")
+        if policy == "reuse" or (policy == "update" and not kind.updatable):
+            return PlanItem(kind, source, "reuse", found["id"], found.get("name"), "exists in the target")
+        if policy == "update":
+            return PlanItem(kind, source, "update", found["id"], found.get("name"), "exists; settings copied over it",
+                            target=found)
+        if policy == "prefix":
+            renamed = prefix + source.get("name", "")
+            again = existing.get((renamed, key[1]) if kind.match == "name+type" else renamed)
+            if again:
+                return PlanItem(kind, source, "ours" if again["id"] in ours else "reuse", again["id"], renamed,
+                                "prefixed copy exists", target=again,
+                                needs_content=kind.key == "flows" and again["id"] in ours
+                                and not again.get("publishedVersion"))
+            return PlanItem(kind, source, "create", target_name=renamed, reason=f"{source.get('name')!r} exists",
+                            needs_content=kind.key == "flows")
+        return PlanItem(kind, source, "conflict", found["id"], found.get("name"), "exists in the target")
+
+    def _desired(self, item, unresolved):
+        """The settings to send for one object, ids rewritten; `unresolved` collects ids with no match."""
+        kind, source = item.kind, item.source
+        body = {name: as_references(source[name]) for name in kind.fields if name in source}
+        body["name"] = item.target_name or source.get("name")
+        if kind.drop_properties and isinstance(body.get("properties"), dict):
+            body["properties"] = {key: value for key, value in body["properties"].items()
+                                  if key not in kind.drop_properties}
+        if "timeZone" in body:
+            body["timeZone"] = self.time_zones.get(body["timeZone"], body["timeZone"])
+        if kind.division_field and isinstance(source.get("division"), dict) and source["division"].get("id"):
+            body["division"] = {"id": source["division"]["id"]}
+        return rewrite_uuids(body, self.id_map, unresolved)
+
+    def request_body(self, item, desired):
+        body = dict(desired)
+        if item.kind.division_field == "divisionId" and "division" in body:
+            body["divisionId"] = body.pop("division")["id"]
+        return body
+
+    def conflicts(self):
+        return [item for item in self.plan if item.action == "conflict"]
+
+    def plan_document(self):
+        levels = sorted({kind.level for kind in CLONE_KINDS if kind.creatable})
+        return {
+            "source": self.orgs["source"], "target": self.orgs["target"],
+            "onConflict": self.args.on_conflict, "kinds": [kind.key for kind in self.kinds],
+            "order": [[kind.key for kind in CLONE_KINDS if kind.level == level and kind.creatable] for level in levels]
+            + [["flow contents"]],
+            "actions": [{"kind": item.kind.key, "sourceId": item.source.get("id"), "name": item.source.get("name"),
+                         "action": item.action, "targetId": item.target_id, "targetName": item.target_name,
+                         "reason": item.reason} for item in self.plan],
+            "unresolved": [{"object": label, "missingIds": sorted(ids)} for label, ids in self.unresolved],
+            "idMap": {source_id: target_id for source_id, target_id in sorted(self.id_map.items())},
+        }
+
+    def summary_counts(self):
+        counts = {}
+        for item in self.plan:
+            per_kind = counts.setdefault(item.kind.key, {})
+            per_kind[item.action] = per_kind.get(item.action, 0) + 1
+        return counts
+
+    # --- flow content ------------------------------------------------------------------
+
+    def export_flow_content(self):
+        """Reads the YAML of every flow whose content must be published, through source export jobs."""
+        flows = [item for item in self.plan if item.kind.key == "flows" and item.needs_content]
+        for start in range(0, len(flows), FLOW_EXPORT_BATCH):
+            batch = flows[start:start + FLOW_EXPORT_BATCH]
+            job = self.source.post(FLOW_EXPORT_JOBS, {"flows": [{"flow": {"id": item.source["id"]}, "exportType": "Yaml"}
+                                                                for item in batch]}) or {}
+            done, _, _ = poll_job(self.source, f"{FLOW_EXPORT_JOBS}/{job.get('id')}",
+                                  finished=lambda state: state.get("status") in FLOW_JOB_DONE,
+                                  first_delay=self.args.poll_initial, then_delay=self.args.poll_initial,
+                                  cap=self.args.poll_max, deadline=time.monotonic() + self.args.poll_deadline,
+                                  describe=f"flow export job {job.get('id')}")
+            if done.get("status") != "Success":
+                messages = "; ".join(m.get("text", "") for m in done.get("messages") or [])
+                raise MigrateError(f"flow export job {job.get('id')} in the source failed: {messages or 'no message'}.")
+            response = PresignedTransfer().get(done["downloadUrl"])
+            if response.status_code != 200:
+                raise MigrateError(f"download of flow export job {job.get('id')} answered {response.status_code}; "
+                                   f"run clone again.")
+            documents = re.split(r"(?m)^---[ \t]*\r?\n", response.content.decode("utf-8"))
+            documents = [doc for doc in documents if doc.strip()]
+            if len(documents) != len(batch):
+                raise MigrateError(f"flow export job {job.get('id')} returned {len(documents)} documents for "
+                                   f"{len(batch)} flows.")
+            for item, document in zip(batch, documents):
+                self.flow_content[item.source["id"]] = document
+
+    def flow_document(self, item, unresolved):
+        """The flow's YAML for the target: ids rewritten, renamed when prefixed."""
+        document = UUID_IN_TEXT.sub(lambda m: self._map_text_uuid(m.group(0), unresolved),
+                                    self.flow_content[item.source["id"]])
+        if item.target_name != item.source.get("name"):
+            document = re.sub(r"(?m)^(\s+name:[ \t]*).*$", lambda m: m.group(1) + json.dumps(item.target_name),
+                              document, count=1)
+        return document
+
+    def _map_text_uuid(self, value, unresolved):
+        target = self.id_map.get(value) or self.id_map.get(value.lower())
+        if target is None:
+            unresolved.add(value)
+            return value
+        return target
+
+    def check_unresolved(self):
+        """Before any write: objects whose settings or flow content name ids with no match are left out,
+        and so, in turn, are objects that need those."""
+        changed = True
+        while changed:
+            changed = False
+            planned = {item.source["id"] for item in self.plan if item.action == "create"}
+            for item in self.plan:
+                if item.action not in ("create", "update") and not item.needs_content:
+                    continue
+                missing = set()
+                if item.action in ("create", "update"):
+                    self._desired(item, missing)
+                if item.needs_content and item.source["id"] in self.flow_content:
+                    self.flow_document(item, missing)
+                missing -= planned
+                if missing:
+                    self.unresolved.append((item.label, missing))
+                    item.reason = f"refers to {len(missing)} id(s) with no match in the target"
+                    if item.action == "create":
+                        self.id_map.pop(item.source["id"], None)
+                    item.action, item.needs_content, changed = "skip", False, True
+
+    # --- apply -------------------------------------------------------------------------
+
+    def apply(self):
+        for level in sorted({kind.level for kind in CLONE_KINDS if kind.creatable}):
+            items = [item for item in self.plan if item.kind.level == level and item.action in ("create", "update")]
+            items += [item for item in self.plan if item.kind.level == level and item.action == "ours"
+                      and item.kind.members]
+            self.manifest.intend([item for item in items if item.action == "create"])
+            self._run_parallel(self._apply_one, items)
+            self.manifest.flush()
+            if self.failures:
+                return
+        self._run_parallel(self._publish_flow, [item for item in self.plan if item.needs_content])
+
+    def _run_parallel(self, work, items):
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="clone") as pool:
+            for item, future in [(item, pool.submit(work, item)) for item in items]:
+                exc = future.exception()
+                if exc is not None:
+                    if not isinstance(exc, MigrateError):
+                        exc = MigrateError(f"{item.label}: {exc!r}")
+                    with self._lock:
+                        self.failures.append(f"{item.label}: {exc}")
+
+    def _apply_one(self, item):
+        kind = item.kind
+        if item.action == "create":
+            item.desired = self._desired(item, set())
+            try:
+                created = self.target.post(kind.path, self.request_body(item, item.desired)) or {}
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                created = self._find_by_name(item)  # an earlier attempt of this very POST landed
+                if not created:
+                    raise
+            self._wrote()
+            item.target_id, item.target = created["id"], created
+            with self._lock:
+                self.id_map[item.source["id"]] = created["id"]
+            self.manifest.created(item, created["id"])
+        elif item.action == "update":
+            item.desired = self._desired(item, set())
+            if differences(item.desired, item.target):
+                body = self.request_body(item, item.desired)
+                if kind.version:
+                    body["version"] = (self.target.get(f"{kind.path}/{item.target_id}") or {}).get("version")
+                self.target.request("PUT", f"{kind.path}/{item.target_id}", body=body)
+                self._wrote()
+        if kind.members and item.action in ("create", "update", "ours"):
+            self._sync_members(item)
+        self.progress.show(f"clone: {self.writes} writes")
+
+    def _find_by_name(self, item):
+        for obj in self.target.paginate(item.kind.path, item.kind.page_size, {"name": item.target_name}):
+            if obj.get("name") == item.target_name and (item.kind.match != "name+type"
+                                                        or obj.get("type") == item.source.get("type")):
+                return obj
+        return None
+
+    def _sync_members(self, item):
+        """Adds the source's member list (a queue's wrap-up codes) that the target lacks."""
+        kind = item.kind
+        wanted = [self.id_map.get(member["id"]) for member in self.source_members.get(item.source["id"], [])]
+        wanted = [member for member in wanted if member and not member.startswith("(")]
+        path = f"{kind.path}/{item.target_id}/{kind.members}"
+        present = set() if item.action == "create" else {
+            member["id"] for member in self.target.paginate(path, 100)}
+        missing = [member for member in wanted if member not in present]
+        for start in range(0, len(missing), 100):
+            self.target.post(path, [{"id": member} for member in missing[start:start + 100]])
+            self._wrote()
+        item.members_wanted = wanted
+
+    def _publish_flow(self, item):
+        """Fills the target's flow shell with the source's content and publishes it, through an import job."""
+        missing = set()
+        document = self.flow_document(item, missing)
+        if missing:
+            raise MigrateError(f"flow content names ids with no match in the target: {', '.join(sorted(missing))}")
+        job = self.target.post(FLOW_IMPORT_JOBS, {}) or {}
+        self._wrote()
+        upload = PresignedTransfer().put(job["presignedUrl"], document.encode("utf-8"), job.get("headers") or {})
+        if upload.status_code >= 300:
+            raise MigrateError(f"upload of the flow's content answered {upload.status_code}")
+        state, _, _ = poll_job(self.target, f"{FLOW_IMPORT_JOBS}/{job['id']}?expand=messages",
+                               finished=lambda state: state.get("status") in FLOW_JOB_DONE,
+                               first_delay=self.args.poll_initial, then_delay=self.args.poll_initial,
+                               cap=self.args.poll_max, deadline=time.monotonic() + self.args.poll_deadline,
+                               describe=f"flow import job {job['id']}")
+        if state.get("status") != "Success":
+            messages = "; ".join(f"{m.get('type')}: {m.get('text')}" for m in state.get("messages") or [])
+            raise MigrateError(f"flow import job {job['id']} failed: {messages or 'no message'}")
+
+    def _wrote(self):
+        with self._lock:
+            self.writes += 1
+
+    # --- verify ------------------------------------------------------------------------
+
+    def verify(self):
+        """Re-reads what was written (by lists, not one GET per object) and compares what was sent."""
+        written = [item for item in self.plan if item.action in ("create", "update") and item.target_id]
+        published = [item for item in self.plan if item.needs_content]
+        kinds = {item.kind.key: item.kind for item in written + published}
+        fresh = {}
+        with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="verify") as pool:
+            lists = {key: pool.submit(lambda k: list(self.target.paginate(k.path, k.page_size, dict(k.list_params))),
+                                      kind) for key, kind in kinds.items()}
+            member_lists = {item.target_id: pool.submit(
+                lambda i: {m["id"] for m in self.target.paginate(f"{i.kind.path}/{i.target_id}/{i.kind.members}", 100)},
+                item) for item in written if item.kind.members}
+            for key, future in lists.items():
+                fresh[key] = {obj["id"]: obj for obj in future.result()}
+            members = {target_id: future.result() for target_id, future in member_lists.items()}
+        for item in written:
+            actual = fresh[item.kind.key].get(item.target_id)
+            if actual is None:
+                self.verify_mismatches.append(f"{item.label}: not found in the target")
+                continue
+            for path in differences(item.desired, actual):
+                self.verify_mismatches.append(f"{item.label}: {path} differs")
+            wanted = set(item.members_wanted or [])
+            if item.kind.members and not wanted <= members.get(item.target_id, set()):
+                self.verify_mismatches.append(f"{item.label}: {item.kind.members} list incomplete")
+        for item in published:
+            target_id = item.target_id or self.id_map.get(item.source["id"])
+            if not (fresh["flows"].get(target_id) or {}).get("publishedVersion"):
+                self.verify_mismatches.append(f"{item.label}: not published")
+
+    # --- record ------------------------------------------------------------------------
+
+    def mapping(self, seed_mapping):
+        tables = {key: {} for key in MAPPING_KINDS}
+        for item in self.plan:
+            target_id = self.id_map.get(item.source.get("id"))
+            if item.kind.key in tables and target_id and not target_id.startswith("("):
+                tables[item.kind.key][item.source["id"]] = target_id
+        return Mapping(tables, seed_mapping.fallbacks, seed_mapping.time_zones)
+
+
+def delete_manifest_entries(client, manifest, workers, progress):
+    """Deletes every object the manifest lists, in reverse dependency order; returns (deleted, gone, failures)."""
+    deleted, gone, failures = [], [], []
+    lock = threading.Lock()
+    by_rank = {}
+    for entry in list(manifest.entries):
+        kind = KINDS_BY_KEY.get(entry["kind"])
+        if kind is None:
+            failures.append(f"unknown kind {entry['kind']!r} in the manifest")
+            continue
+        by_rank.setdefault(kind.delete_rank, []).append((kind, entry))
+
+    def delete(kind, entry):
+        if not entry.get("targetId"):
+            found = next((obj for obj in client.paginate(kind.path, kind.page_size, {"name": entry["name"]})
+                          if obj.get("name") == entry["name"] and obj.get("type") == entry.get("type", obj.get("type"))),
+                         None)
+            if not found:
+                manifest.remove(entry)
+                with lock:
+                    gone.append(entry)
+                return
+            entry["targetId"] = found["id"]
+        try:
+            client.request("DELETE", f"{kind.path}/{entry['targetId']}")
+            outcome = deleted
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            outcome = gone
+        manifest.remove(entry)
+        with lock:
+            outcome.append(entry)
+        progress.show(f"rollback: {len(deleted)} deleted")
+
+    for rank in sorted(by_rank):
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollback") as pool:
+            futures = [(entry, pool.submit(delete, kind, entry)) for kind, entry in by_rank[rank]]
+            for entry, future in futures:
+                if future.exception() is not None:
+                    failures.append(f"{entry['kind']} {entry['name']!r} ({entry.get('targetId')}): {future.exception()}")
+        if failures:
+            break
+    progress.done()
+    return deleted, gone, failures
+
+
+# ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
 
@@ -1694,8 +2327,124 @@ def cmd_import(args):
     return EXIT_OK
 
 
-def cmd_not_built(args):
-    raise MigrateError(f"'{args.command}' is not built yet in this version of migrate.py.")
+def parse_kinds(text, create_divisions):
+    """--kinds: which kinds clone writes (divisions only with --create-divisions)."""
+    default = [key for key in CLONABLE_KINDS if key != "divisions"]
+    kinds = [item.strip() for item in text.split(",") if item.strip()] if text else default
+    unknown = [key for key in kinds if key not in CLONABLE_KINDS]
+    if unknown or not kinds:
+        raise UsageError(f"--kinds {text!r}: use a comma-separated list of {', '.join(default)}.")
+    if "divisions" in kinds:
+        raise UsageError("divisions are created only with --create-divisions; leave them out of --kinds.")
+    return (["divisions"] if create_divisions else []) + kinds
+
+
+def org_summary(client):
+    org = client.organization() or {}
+    return {"id": org.get("id"), "name": org.get("name"), "apiUrl": client.auth.api_url}
+
+
+def log_clone_plan(run):
+    for key, counts in run.summary_counts().items():
+        log.info("  %-18s %s", key, ", ".join(f"{count} {action}" for action, count in sorted(counts.items())))
+    for label, missing in run.unresolved:
+        log.warning("Unresolved: %s refers to %s, which the target does not have; it is not copied.",
+                    label, ", ".join(sorted(missing)))
+
+
+def trunks_awaiting_credentials(run):
+    return sorted(item.target_name for item in run.plan
+                  if item.kind.drop_properties and item.action in ("create", "ours")
+                  and set(item.kind.drop_properties) & set((item.source.get("properties") or {})))
+
+
+def cmd_clone(args):
+    args.kinds = parse_kinds(args.kinds, args.create_divisions)
+    if args.on_conflict == "prefix" and not args.prefix:
+        raise UsageError("--on-conflict prefix needs a non-empty --prefix.")
+    seed = Mapping.load(args.mapping) if args.mapping else Mapping()
+    source, target = make_client("source", args), make_client("target", args)
+    progress = Progress(not args.quiet and args.log_format == "text")
+    with locked_state(args.state):
+        orgs = {"source": org_summary(source), "target": org_summary(target)}
+        for label, org in (("Source", orgs["source"]), ("Target", orgs["target"])):
+            log.info("%s org: %s (id %s) at %s", label, org["name"], org["id"], org["apiUrl"])
+        if orgs["source"]["id"] == orgs["target"]["id"]:
+            raise UsageError("the source and the target are the same org; clone copies between two orgs. "
+                             "Check the GENESYS_SOURCE_* and GENESYS_TARGET_* credentials.")
+        manifest = Manifest(args.manifest_out).load()
+        manifest.bind_target(orgs["target"], target.auth.api_url)
+        run = CloneRun(source, target, orgs, args, seed, manifest, progress)
+        started = time.monotonic()
+        run.extract()
+        run.build_plan()
+        run.export_flow_content()
+        run.check_unresolved()
+        log.info("Plan (%s on conflict):", args.on_conflict)
+        log_clone_plan(run)
+        if args.plan:
+            write_json_atomically(args.plan_out, run.plan_document(), mode=0o644)
+            log.info("Plan written to %s; nothing was written to the target.", args.plan_out)
+            return EXIT_ATTENTION if run.unresolved else EXIT_OK
+        conflicts = run.conflicts()
+        if conflicts:
+            names = ", ".join(item.label for item in conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
+            raise MigrateError(f"{len(conflicts)} objects already exist in the target ({names}); nothing was "
+                               f"written. Choose --on-conflict reuse, prefix or update.")
+        writes = [item for item in run.plan if item.action in ("create", "update") or item.needs_content]
+        if writes:
+            creates = sum(item.action == "create" for item in writes)
+            confirm_write(args, orgs["target"], f"Create {creates} and update up to {len(writes) - creates} objects "
+                                                f"in {orgs['target']['name']!r} ({orgs['target']['id']}).")
+        run.apply()
+        manifest.flush()
+        write_json_atomically(args.mapping_out, run.mapping(seed).to_json())
+        if run.failures:
+            raise MigrateError(f"{len(run.failures)} objects failed, the first: {run.failures[0]}. What was created "
+                               f"is in {args.manifest_out}; fix the cause and run clone again to finish.")
+        run.verify()
+    for mismatch in run.verify_mismatches:
+        log.warning("Verify: %s", mismatch)
+    trunks = trunks_awaiting_credentials(run)
+    if trunks:
+        log.info("Trunks awaiting SIP credentials, to be entered by hand in the target: %s.", ", ".join(trunks))
+    log.info("Clone finished: %d writes, %d verify mismatches, %d unresolved; mapping in %s, rollback manifest in "
+             "%s; %d requests to the source, %d to the target, %d throttled (429); %.1f s.", run.writes,
+             len(run.verify_mismatches), len(run.unresolved), args.mapping_out, args.manifest_out,
+             source.request_count, target.request_count, source.governor.throttled + target.governor.throttled,
+             time.monotonic() - started, extra={"fields": {"writes": run.writes, "counts": run.summary_counts(),
+                                                           "mismatches": run.verify_mismatches,
+                                                           "trunksAwaitingCredentials": trunks}})
+    return EXIT_ATTENTION if run.verify_mismatches or run.unresolved else EXIT_OK
+
+
+def cmd_rollback(args):
+    manifest = Manifest(args.manifest).load(required=True)
+    target = make_client("target", args)
+    progress = Progress(not args.quiet and args.log_format == "text")
+    with locked_state(args.state):
+        org = org_summary(target)
+        log.info("Target org: %s (id %s) at %s", org["name"], org["id"], org["apiUrl"])
+        recorded = manifest.data.get("target") or {}
+        if recorded.get("id") and recorded["id"] != org["id"]:
+            raise UsageError(f"{args.manifest} lists objects of org {recorded.get('name')!r} ({recorded['id']}), "
+                             f"not of {org['name']!r}. Point GENESYS_TARGET_* at that org.")
+        if not manifest.entries:
+            log.info("Nothing to delete: %s lists no objects.", args.manifest)
+            return EXIT_OK
+        counts = {}
+        for entry in manifest.entries:
+            counts[entry["kind"]] = counts.get(entry["kind"], 0) + 1
+        listing = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
+        confirm_write(args, org, f"Delete {len(manifest.entries)} objects ({listing}) that clone created in "
+                                 f"{org['name']!r} ({org['id']}).")
+        deleted, gone, failures = delete_manifest_entries(target, manifest, args.workers, progress)
+    log.info("Rollback: %d deleted, %d already gone, %d left in %s.", len(deleted), len(gone),
+             len(manifest.entries), args.manifest)
+    if failures:
+        raise MigrateError(f"{len(failures)} objects could not be deleted, the first: {failures[0]}. The manifest "
+                           f"keeps them; fix the cause and run rollback again.")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------
@@ -1708,6 +2457,9 @@ examples:
   python migrate.py export --incremental --lag 1h --source-region us-east-1 --yes      # nightly cron
   python migrate.py import --input exports/ --mapping mapping.json --dry-run
   python migrate.py import --input exports/ --mapping mapping.json --target-region eu-west-1 --yes
+  python migrate.py clone --plan --source-region us-east-1 --target-region eu-west-1
+  python migrate.py clone --on-conflict prefix --source-region us-east-1 --target-region eu-west-1 --yes
+  python migrate.py rollback --manifest rollback.json --target-region eu-west-1 --yes
 
 credentials come from the environment only (never the command line, which ps shows):
   GENESYS_SOURCE_CLIENT_ID, GENESYS_SOURCE_CLIENT_SECRET, GENESYS_TARGET_CLIENT_ID, GENESYS_TARGET_CLIENT_SECRET
@@ -1794,14 +2546,39 @@ def build_parser():
     add_org_options(imp, "target")
     imp.set_defaults(handler=cmd_import)
 
-    clone = commands.add_parser("clone", parents=[common], help="copy routing and architect configuration to the target org")
+    clone = commands.add_parser("clone", parents=[common], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                help="copy routing and architect configuration to the target org")
+    what = clone.add_argument_group("what to copy")
+    what.add_argument("--kinds", metavar="LIST",
+                      help="kinds to write (default all: " + ",".join(k for k in CLONABLE_KINDS if k != "divisions") + ")")
+    what.add_argument("--create-divisions", action="store_true",
+                      help="create divisions missing in the target (default: match by name only)")
+    what.add_argument("--on-conflict", choices=("reuse", "prefix", "update", "fail"), default="reuse",
+                      help="an object of the same name exists: map to it (reuse, default), create a prefixed copy, "
+                           "PUT the source's settings over it (update; never skills), or stop (fail)")
+    what.add_argument("--prefix", default="SRC_", help="name prefix for --on-conflict prefix (default SRC_)")
+    what.add_argument("--mapping", metavar="FILE",
+                      help="optional mapping file: its ids are used as given, its timeZones map schedule groups")
+    out = clone.add_argument_group("plan and records")
+    out.add_argument("--plan", action="store_true", help="write the plan and stop; nothing is written to the target")
+    out.add_argument("--plan-out", default="plan.json", metavar="FILE", help="where --plan writes (default plan.json)")
+    out.add_argument("--mapping-out", default="mapping.json", metavar="FILE",
+                     help="the id map, in the format import reads (default mapping.json)")
+    out.add_argument("--manifest-out", default="rollback.json", metavar="FILE",
+                     help="what this clone created, for rollback (default rollback.json; re-runs add to it)")
+    add_poll_options(clone)
     add_org_options(clone, "source")
     add_org_options(clone, "target")
-    clone.set_defaults(handler=cmd_not_built)
+    clone.set_defaults(handler=cmd_clone)
 
-    rollback = commands.add_parser("rollback", parents=[common], help="delete what a clone created, from its manifest")
+    rollback = commands.add_parser("rollback", parents=[common], epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   help="delete exactly what a clone created, from its manifest")
+    rollback.add_argument("--manifest", default="rollback.json", metavar="FILE",
+                          help="the manifest clone wrote (default rollback.json)")
     add_org_options(rollback, "target")
-    rollback.set_defaults(handler=cmd_not_built)
+    rollback.set_defaults(handler=cmd_rollback)
     return parser
 
 
