@@ -682,7 +682,7 @@ class RateGovernor:
             reset = float(headers.get("inin-ratelimit-reset", "") or 0)
         except ValueError:
             reset = 0.0
-        low_water = max(2.0, 0.1 * allowed) if allowed else 10.0
+        low_water = max(2.0, 0.02 * allowed) if allowed else 5.0
         with self._lock:
             if remaining <= low_water and reset > 0:
                 self._interval[lane] = max(self._base[lane], reset / (max(remaining, 0.0) + 1.0))
@@ -1649,6 +1649,7 @@ class PlanItem:
     desired: dict = None  # the settings sent, after mapping: what verify compares
     needs_content: bool = False  # a flow whose content must be imported and published
     members_wanted: list = None  # target ids of its member list (a queue's wrap-up codes)
+    members_present: set = None  # the member list as the target last answered it
 
     @property
     def label(self):
@@ -1744,6 +1745,7 @@ class CloneRun:
         self.time_zones = seed_mapping.time_zones
         self.seed_tables = seed_mapping.tables
         self.source_objects, self.target_objects, self.source_members = {}, {}, {}
+        self._background = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="source")
         self.id_map = {}
         self.plan = []
         self.unresolved = []  # (item label, missing ids)
@@ -1756,7 +1758,7 @@ class CloneRun:
     # --- extract ---------------------------------------------------------------------
 
     def extract(self):
-        """Every kind from both orgs, in parallel; the source's member lists of selected kinds."""
+        """Every kind from both orgs, in parallel."""
         def listing(client, kind):
             return list(client.paginate(kind.path, kind.page_size, dict(kind.list_params)))
 
@@ -1766,12 +1768,20 @@ class CloneRun:
                     for kind in CLONE_KINDS}
             for (side, key), future in jobs.items():
                 (self.source_objects if side == "source" else self.target_objects)[key] = future.result()
-            member_jobs = {obj["id"]: pool.submit(listing, self.source, ObjectKind(
-                kind.members_kind, f"{kind.path}/{obj['id']}/{kind.members}", 100, 0, 0, ()))
-                for kind in self.kinds if kind.members for obj in self.source_objects[kind.key]}
-            self.source_members = {source_id: future.result() for source_id, future in member_jobs.items()}
         counts = ", ".join(f"{len(self.source_objects[k.key])} {k.key}" for k in CLONE_KINDS)
         log.info("Extracted from the source: %s.", counts)
+
+    def load_members_in_background(self):
+        """The source's member lists (a queue's wrap-up codes) are needed only when queues are
+        applied: they load meanwhile, on the source's own rate budget."""
+        def listing(path):
+            return list(self.source.paginate(path, 100))
+
+        self.source_members = {obj["id"]: self._background.submit(listing, f"{kind.path}/{obj['id']}/{kind.members}")
+                               for kind in self.kinds if kind.members for obj in self.source_objects[kind.key]}
+
+    def close(self):
+        self._background.shutdown(wait=False, cancel_futures=True)
 
     # --- match and plan --------------------------------------------------------------
 
@@ -1969,11 +1979,17 @@ class CloneRun:
             items += [item for item in self.plan if item.kind.level == level and item.action == "ours"
                       and item.kind.members]
             self.manifest.intend([item for item in items if item.action == "create"])
+            if items:
+                log.info("Applying level %d: %d objects (%s).", level, len(items),
+                         ", ".join(sorted({item.kind.key for item in items})))
             self._run_parallel(self._apply_one, items)
             self.manifest.flush()
             if self.failures:
                 return
-        self._run_parallel(self._publish_flow, [item for item in self.plan if item.needs_content])
+        flows = [item for item in self.plan if item.needs_content]
+        if flows:
+            log.info("Publishing the content of %d flows.", len(flows))
+        self._run_parallel(self._publish_flow, flows)
 
     def _run_parallel(self, work, items):
         if not items:
@@ -2024,18 +2040,22 @@ class CloneRun:
         return None
 
     def _sync_members(self, item):
-        """Adds the source's member list (a queue's wrap-up codes) that the target lacks."""
+        """Adds the source's member list (a queue's wrap-up codes) that the target lacks.
+
+        The POST answers the whole list as it now stands, which is what verify compares.
+        """
         kind = item.kind
-        wanted = [self.id_map.get(member["id"]) for member in self.source_members.get(item.source["id"], [])]
-        wanted = [member for member in wanted if member and not member.startswith("(")]
+        members = self.source_members[item.source["id"]].result() if item.source["id"] in self.source_members else []
+        wanted = [self.id_map.get(member["id"]) for member in members]
+        item.members_wanted = [member for member in wanted if member and not member.startswith("(")]
         path = f"{kind.path}/{item.target_id}/{kind.members}"
-        present = set() if item.action == "create" else {
-            member["id"] for member in self.target.paginate(path, 100)}
-        missing = [member for member in wanted if member not in present]
+        present = set() if item.action == "create" else {member["id"] for member in self.target.paginate(path, 100)}
+        missing = [member for member in item.members_wanted if member not in present]
         for start in range(0, len(missing), 100):
-            self.target.post(path, [{"id": member} for member in missing[start:start + 100]])
+            answer = self.target.post(path, [{"id": member} for member in missing[start:start + 100]]) or []
+            present |= {member.get("id") for member in answer if isinstance(member, dict)}
             self._wrote()
-        item.members_wanted = wanted
+        item.members_present = present
 
     def _publish_flow(self, item):
         """Fills the target's flow shell with the source's content and publishes it, through an import job."""
@@ -2064,7 +2084,8 @@ class CloneRun:
     # --- verify ------------------------------------------------------------------------
 
     def verify(self):
-        """Re-reads what was written (by lists, not one GET per object) and compares what was sent."""
+        """Re-reads what was written (by list pages, not one GET per object) and compares what was sent;
+        member lists are checked against the platform's answer to the POST that set them."""
         written = [item for item in self.plan if item.action in ("create", "update") and item.target_id]
         published = [item for item in self.plan if item.needs_content]
         kinds = {item.kind.key: item.kind for item in written + published}
@@ -2072,12 +2093,8 @@ class CloneRun:
         with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="verify") as pool:
             lists = {key: pool.submit(lambda k: list(self.target.paginate(k.path, k.page_size, dict(k.list_params))),
                                       kind) for key, kind in kinds.items()}
-            member_lists = {item.target_id: pool.submit(
-                lambda i: {m["id"] for m in self.target.paginate(f"{i.kind.path}/{i.target_id}/{i.kind.members}", 100)},
-                item) for item in written if item.kind.members}
             for key, future in lists.items():
                 fresh[key] = {obj["id"]: obj for obj in future.result()}
-            members = {target_id: future.result() for target_id, future in member_lists.items()}
         for item in written:
             actual = fresh[item.kind.key].get(item.target_id)
             if actual is None:
@@ -2085,8 +2102,7 @@ class CloneRun:
                 continue
             for path in differences(item.desired, actual):
                 self.verify_mismatches.append(f"{item.label}: {path} differs")
-            wanted = set(item.members_wanted or [])
-            if item.kind.members and not wanted <= members.get(item.target_id, set()):
+            if item.kind.members and not set(item.members_wanted or []) <= (item.members_present or set()):
                 self.verify_mismatches.append(f"{item.label}: {item.kind.members} list incomplete")
         for item in published:
             target_id = item.target_id or self.id_map.get(item.source["id"])
@@ -2376,33 +2392,42 @@ def cmd_clone(args):
         manifest.bind_target(orgs["target"], target.auth.api_url)
         run = CloneRun(source, target, orgs, args, seed, manifest, progress)
         started = time.monotonic()
-        run.extract()
-        run.build_plan()
-        run.export_flow_content()
-        run.check_unresolved()
-        log.info("Plan (%s on conflict):", args.on_conflict)
-        log_clone_plan(run)
-        if args.plan:
-            write_json_atomically(args.plan_out, run.plan_document(), mode=0o644)
-            log.info("Plan written to %s; nothing was written to the target.", args.plan_out)
-            return EXIT_ATTENTION if run.unresolved else EXIT_OK
-        conflicts = run.conflicts()
-        if conflicts:
-            names = ", ".join(item.label for item in conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
-            raise MigrateError(f"{len(conflicts)} objects already exist in the target ({names}); nothing was "
-                               f"written. Choose --on-conflict reuse, prefix or update.")
-        writes = [item for item in run.plan if item.action in ("create", "update") or item.needs_content]
-        if writes:
-            creates = sum(item.action == "create" for item in writes)
-            confirm_write(args, orgs["target"], f"Create {creates} and update up to {len(writes) - creates} objects "
-                                                f"in {orgs['target']['name']!r} ({orgs['target']['id']}).")
-        run.apply()
-        manifest.flush()
-        write_json_atomically(args.mapping_out, run.mapping(seed).to_json())
-        if run.failures:
-            raise MigrateError(f"{len(run.failures)} objects failed, the first: {run.failures[0]}. What was created "
-                               f"is in {args.manifest_out}; fix the cause and run clone again to finish.")
-        run.verify()
+        try:
+            return finish_clone(args, run, seed, manifest, orgs, source, target, started)
+        finally:
+            run.close()
+
+
+def finish_clone(args, run, seed, manifest, orgs, source, target, started):
+    """The clone proper, from extraction to the summary, once both orgs are known and the lock held."""
+    run.extract()
+    run.build_plan()
+    run.export_flow_content()
+    run.check_unresolved()
+    log.info("Plan (%s on conflict):", args.on_conflict)
+    log_clone_plan(run)
+    if args.plan:
+        write_json_atomically(args.plan_out, run.plan_document(), mode=0o644)
+        log.info("Plan written to %s; nothing was written to the target.", args.plan_out)
+        return EXIT_ATTENTION if run.unresolved else EXIT_OK
+    conflicts = run.conflicts()
+    if conflicts:
+        names = ", ".join(item.label for item in conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
+        raise MigrateError(f"{len(conflicts)} objects already exist in the target ({names}); nothing was "
+                           f"written. Choose --on-conflict reuse, prefix or update.")
+    run.load_members_in_background()
+    writes = [item for item in run.plan if item.action in ("create", "update") or item.needs_content]
+    if writes:
+        creates = sum(item.action == "create" for item in writes)
+        confirm_write(args, orgs["target"], f"Create {creates} and update up to {len(writes) - creates} objects "
+                                            f"in {orgs['target']['name']!r} ({orgs['target']['id']}).")
+    run.apply()
+    manifest.flush()
+    write_json_atomically(args.mapping_out, run.mapping(seed).to_json())
+    if run.failures:
+        raise MigrateError(f"{len(run.failures)} objects failed, the first: {run.failures[0]}. What was created "
+                           f"is in {args.manifest_out}; fix the cause and run clone again to finish.")
+    run.verify()
     for mismatch in run.verify_mismatches:
         log.warning("Verify: %s", mismatch)
     trunks = trunks_awaiting_credentials(run)

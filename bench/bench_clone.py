@@ -36,7 +36,7 @@ def api_requests(org, since=0):
     return [r for r in org.requests[since:] if r.path.startswith("/api/v2")]
 
 
-def run_clone(fake, target_name, workers, rps, work):
+def run_clone(fake, target_name, workers, max_rps, work):
     source, target = fake.orgs["source"], fake.orgs[target_name]
     env = {key: value for key, value in os.environ.items() if not key.startswith("GENESYS_")}
     for label, org in (("SOURCE", source), ("TARGET", target)):
@@ -46,7 +46,7 @@ def run_clone(fake, target_name, workers, rps, work):
     source_mark = len(source.requests)
     started = time.monotonic()
     result = subprocess.run([sys.executable, os.path.join(ROOT, "migrate.py"), "clone", "--yes", "--workers",
-                             str(workers), "--max-rps", str(rps), "--max-status-rps", str(rps),
+                             str(workers), "--max-rps", f"{max_rps:.2f}", "--max-status-rps", f"{max_rps:.2f}",
                              "--poll-initial", "0.1", "--poll-max", "0.5", "--log-format", "json"],
                             env=env, cwd=folder, capture_output=True, text=True)
     wall = time.monotonic() - started
@@ -60,6 +60,8 @@ def main():
     parser.add_argument("--rps", type=float, default=50.0, help="rate limit R per org (requests per second)")
     parser.add_argument("--latency", type=float, default=0.03, help="per-request latency L (seconds)")
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--share", type=float, default=0.95,
+                        help="--max-rps as a share of R: a client at exactly R meets the sliding window's edge")
     parser.add_argument("--flow-job-seconds", type=float, default=0.3)
     args = parser.parse_args()
 
@@ -73,7 +75,7 @@ def main():
             populate_config_org(fake.orgs[name], seed=9, **SIZES, only=["divisions", "users"])
         objects = sum(1 for kind in COPIED for obj in source.objects[kind].values() if not obj.get("managed"))
 
-        result, wall, source_requests, target_requests = run_clone(fake, "target", args.workers, args.rps, work)
+        result, wall, source_requests, target_requests = run_clone(fake, "target", args.workers, args.rps * args.share, work)
         target = fake.orgs["target"]
         copied = sum(len(target.objects[kind]) for kind in COPIED)
         failed = 0 if result.returncode == 0 and copied == objects else 1
@@ -88,7 +90,7 @@ def main():
         critical = critical_requests * args.latency + 2 * args.flow_job_seconds
         bound = max(busier / args.rps, critical)
 
-        serial_result, serial_wall, _, _ = run_clone(fake, "serial", 1, args.rps, work)
+        serial_result, serial_wall, _, _ = run_clone(fake, "serial", 1, args.rps * args.share, work)
 
     summary = next((json.loads(line) for line in result.stderr.splitlines()
                     if line.startswith("{") and "Clone finished" in line), {})

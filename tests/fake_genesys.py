@@ -1,6 +1,6 @@
 """A local fake of the Genesys Cloud API that migrate.py speaks (stdlib only).
 
-Implements ../shared/api-contract.md sections 1-7 over real loopback HTTP: one port per org
+Implements ../shared/api-contract.md sections 1-8 over real loopback HTTP: one port per org
 (serving both /oauth/token and /api/v2) and one separate "download host" for pre-signed export URLs.
 The interface is fixed in tests/FAKE_SPEC.md; read that first.
 
@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import copy
 import json
 import math
 import random
+import re
 import secrets
 import signal
 import socket
@@ -27,7 +29,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = [
     "FakeGenesys",
@@ -35,6 +37,13 @@ __all__ = [
     "LoggedRequest",
     "InteractionSource",
     "populate_reference_objects",
+    "populate_config_org",
+    "copy_some_names",
+    "parse_flow_yaml",
+    "REMOVE",
+    "UUID_RE",
+    "FLOW_TYPES",
+    "FLOW_TYPE_KEYS",
     "generate_interactions",
     "canonical_json",
     "main",
@@ -174,14 +183,15 @@ class _ImportJob:
 
 
 class _Download:
-    __slots__ = ("org", "job", "path", "expires", "expired")
+    __slots__ = ("org", "job", "path", "expires", "expired", "kind")
 
-    def __init__(self, org, job, path, expires):
+    def __init__(self, org, job, path, expires, kind="export"):
         self.org = org
         self.job = job
         self.path = path
         self.expires = expires
         self.expired = False
+        self.kind = kind                # "export" (interactions, gzip), "flows" (YAML), "upload" (flow job PUT)
 
 
 class _Reply(Exception):
@@ -198,10 +208,1102 @@ class _Reply(Exception):
 
 
 # --------------------------------------------------------------------------------------------
+# Section 8: configuration objects (the request handlers; FakeOrg inherits them)
+# --------------------------------------------------------------------------------------------
+
+FLOW_TYPE_KEYS = {          # Flow.type -> Archy's top-level YAML key (camelCase)
+    "BOT": "bot", "BUSINESSPROCESS": "businessProcess", "COMMONMODULE": "commonModule", "DIGITALBOT": "digitalBot",
+    "EMAILSEND": "emailSend", "INBOUNDCALL": "inboundCall", "INBOUNDCHAT": "inboundChat",
+    "INBOUNDEMAIL": "inboundEmail", "INBOUNDSHORTMESSAGE": "inboundShortMessage", "INQUEUECALL": "inQueueCall",
+    "INQUEUEEMAIL": "inQueueEmail", "INQUEUESHORTMESSAGE": "inQueueShortMessage", "OUTBOUNDCALL": "outboundCall",
+    "SECURECALL": "secureCall", "SPEECH": "speech", "SURVEYINVITE": "surveyInvite", "VOICE": "voice",
+    "VOICEMAIL": "voicemail", "VOICESURVEY": "voiceSurvey", "WORKFLOW": "workflow", "WORKITEM": "workitem",
+}
+FLOW_TYPES = tuple(FLOW_TYPE_KEYS)
+_FLOW_KEY_TYPES = {v: k for k, v in FLOW_TYPE_KEYS.items()}
+
+_CONFIG_ROUTES = {
+    ("authorization", "divisions"): "divisions",
+    ("routing", "skills"): "skills",
+    ("routing", "languages"): "languages",
+    ("routing", "wrapupcodes"): "wrapupcodes",
+    ("architect", "schedules"): "schedules",
+    ("architect", "schedulegroups"): "schedulegroups",
+    ("routing", "queues"): "queues",
+    ("flows",): "flows",
+    ("telephony", "providers", "edges", "trunkbasesettings"): "trunkbasesettings",
+    ("users",): "users",
+}
+MAX_PAGE_SIZE = {"queues": 500, "skills": 500, "users": 500, "flows": 500}     # every other list: 100
+DEFAULT_PAGE_SIZE = 25
+MAX_QUEUE_WRAPUPCODES_POST = 100
+_INT_VERSIONED = frozenset({"schedules", "schedulegroups", "trunkbasesettings"})
+_NO_PUT = frozenset({"skills", "languages", "users"})
+_READ_ONLY_FIELDS = frozenset({"selfUri", "state", "dateCreated", "dateModified", "createdBy", "modifiedBy",
+                               "memberCount", "userMemberCount", "joinedMemberCount"})
+_QUEUE_WRITABLE = frozenset({
+    "name", "division", "description", "mediaSettings", "routingRules", "conditionalGroupRouting",
+    "conditionalGroupActivation", "bullseye", "scoringMethod", "lastAgentRoutingMode", "acwSettings",
+    "skillEvaluationMethod", "memberGroups", "queueFlow", "emailInQueueFlow", "messageInQueueFlow",
+    "whisperPrompt", "onHoldPrompt", "defaultMediaLanguage", "autoAnswerOnly", "cannedResponseLibraries",
+    "enableTranscription", "enableAudioMonitoring", "enableManualAssignment", "agentOwnedRouting", "directRouting",
+    "callingPartyName", "callingPartyNumber", "defaultScripts", "outboundMessagingAddresses",
+    "outboundEmailAddress", "peerId", "suppressInQueueCallRecording"})
+_WRITABLE = {                   # fields a create/update body may set (the SDK's request models)
+    "divisions": frozenset({"name", "description"}),
+    "skills": frozenset({"name", "divisionId"}),
+    "languages": frozenset({"name"}),
+    "wrapupcodes": frozenset({"name", "division", "description"}),
+    "schedules": frozenset({"name", "division", "description", "start", "end", "rrule"}),
+    "schedulegroups": frozenset({"name", "division", "description", "timeZone", "openSchedules",
+                                 "closedSchedules", "holidaySchedules"}),
+    "queues": _QUEUE_WRITABLE,
+    "flows": frozenset({"name", "type", "description", "division"}),
+    "trunkbasesettings": frozenset({"name", "description", "division", "trunkMetabase", "properties", "trunkType",
+                                    "site", "inboundSite"}),
+}
+_IGNORED = {                    # further read-only fields of the models: accepted and ignored
+    "divisions": frozenset({"homeDivision", "objectCounts"}),
+    "schedules": frozenset({"modifiedByApp", "createdByApp"}),
+    "schedulegroups": frozenset({"modifiedByApp", "createdByApp"}),
+    "trunkbasesettings": frozenset({"modifiedByApp", "createdByApp", "managed"}),
+    "queues": frozenset({"sourceQueueId"}),
+    "flows": frozenset({"lockedUser", "lockedClient", "active", "system", "deleted", "publishedVersion",
+                        "savedVersion", "inputSchema", "outputSchema", "checkedInVersion", "debugVersion",
+                        "publishedBy", "currentOperation", "nluInfo", "supportedLanguages", "compatibleFlowTypes",
+                        "worktypeId", "virtualAgentEnabled"}),
+}
+_KEEP_ON_UPDATE = frozenset({"dateCreated", "createdBy", "memberCount", "userMemberCount", "joinedMemberCount",
+                             "state", "version", "homeDivision", "objectCounts", "createdByApp", "managed", "active",
+                             "system", "deleted", "publishedVersion", "savedVersion", "checkedInVersion",
+                             "debugVersion", "publishedBy", "type"})
+_HAS_DATE_CREATED = frozenset({"wrapupcodes", "schedules", "schedulegroups", "queues", "trunkbasesettings"})
+_HAS_DATE_MODIFIED = _HAS_DATE_CREATED | {"skills", "languages"}
+_QUEUE_ENUMS = {"skillEvaluationMethod": ("NONE", "BEST", "ALL"),
+                "scoringMethod": ("TimestampAndPriority", "PriorityOnly"),
+                "lastAgentRoutingMode": ("Disabled", "QueueMembersOnly", "AnyAgent")}
+_WRAPUP_PROMPTS = ("MANDATORY", "OPTIONAL", "MANDATORY_TIMEOUT", "MANDATORY_FORCED_TIMEOUT", "AGENT_REQUESTED")
+_RULE_OPERATORS = ("MEETS_THRESHOLD", "ANY")
+_TRUNK_TYPES = ("EXTERNAL", "PHONE", "EDGE")
+_QUEUE_FLOW_FIELDS = ("queueFlow", "emailInQueueFlow", "messageInQueueFlow")
+_SCHEDULE_LISTS = ("openSchedules", "closedSchedules", "holidaySchedules")
+_QUEUE_DEFAULTS = {             # what the platform fills in when a queue body leaves them out
+    "mediaSettings": {m: {"enableAutoAnswer": False, "alertingTimeoutSeconds": t,
+                          "serviceLevel": {"percentage": 0.8, "durationMs": d}}
+                      for m, t, d in (("call", 8, 20000), ("callback", 30, 20000), ("chat", 30, 20000),
+                                      ("email", 300, 86400000), ("message", 30, 20000))},
+    "acwSettings": {"wrapupPrompt": "OPTIONAL"},
+    "skillEvaluationMethod": "ALL",
+    "scoringMethod": "TimestampAndPriority",
+    "lastAgentRoutingMode": "Disabled",
+    "autoAnswerOnly": False,
+    "enableTranscription": False,
+    "enableAudioMonitoring": False,
+    "enableManualAssignment": False,
+    "suppressInQueueCallRecording": True,
+}
+_LOCAL_DT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+REMOVE = object()               # tamper_next_write(kind, field, REMOVE) stores the object without field
+_TIME_ZONES = None
+
+
+def _known_time_zones():
+    global _TIME_ZONES
+    if _TIME_ZONES is None:
+        try:
+            import zoneinfo
+            _TIME_ZONES = frozenset(zoneinfo.available_timezones())
+        except Exception:                                           # pragma: no cover - no tz database
+            _TIME_ZONES = frozenset()
+    return _TIME_ZONES
+
+
+def _now_iso():
+    return _iso(datetime.now(timezone.utc))
+
+
+def _name_key(obj):
+    name = obj.get("name") or ""
+    return (name.casefold(), name, obj.get("id", ""))
+
+
+def _name_matcher(pattern):
+    """The `name` list filter: case-insensitive, `*` matches any run of characters, otherwise exact."""
+    rx = re.compile(".*".join(re.escape(p) for p in pattern.split("*")), re.IGNORECASE | re.DOTALL)
+    return lambda name: isinstance(name, str) and rx.fullmatch(name) is not None
+
+
+def _bad(message, field=None, entity_id=None):
+    details = None
+    if field is not None or entity_id is not None:
+        d = {"errorCode": "bad.request"}
+        if field is not None:
+            d["fieldName"] = field
+        if entity_id is not None:
+            d["entityId"] = str(entity_id)
+        details = [d]
+    return _Reply(400, "bad.request", message, details=details)
+
+
+def _method_not_allowed(method, path_desc):
+    return _Reply(405, "method.not.allowed", "%s is not supported on %s." % (method, path_desc))
+
+
+def _yaml_unquote(value):
+    value = value.strip()
+    if value.startswith('"'):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value.strip('"')
+    if value.startswith("'"):
+        return value[1:-1].replace("''", "'") if value.endswith("'") and len(value) > 1 else value[1:]
+    hash_at = value.find(" #")
+    if hash_at >= 0:
+        value = value[:hash_at]
+    return value.strip()
+
+
+_PLAIN_SCALAR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.()/&+,'-]*$")
+
+
+def _yaml_scalar(s):
+    s = str(s)
+    return s if _PLAIN_SCALAR_RE.match(s) and not s.endswith(" ") else json.dumps(s, ensure_ascii=False)
+
+
+def parse_flow_yaml(text):
+    """What the fake reads from an Archy YAML document (no YAML library: line and regex logic).
+
+    Returns {"type", "typeKey", "name", "description", "divisionId", "uuids"}; raises ValueError with a
+    message for the job's Error. The first top-level key is the flow type in camelCase; under it, at
+    the first indentation level, the first `name:` is the flow's name, `description:` its description
+    and `division:` (with an `id:` below it) its division. `uuids` lists every UUID of the document
+    (lower case, in order of first occurrence)."""
+    lines = text.splitlines()
+    i, n = 0, len(lines)
+    while i < n and (not lines[i].strip() or lines[i].lstrip().startswith("#") or lines[i].strip() == "---"):
+        i += 1
+    if i == n:
+        raise ValueError("The file holds no flow document.")
+    m = re.match(r"^([A-Za-z][A-Za-z0-9]*):\s*(#.*)?$", lines[i])
+    if not m:
+        raise ValueError("The first line of the document must be the flow type key (e.g. 'inboundCall:').")
+    key = m.group(1)
+    ftype = _FLOW_KEY_TYPES.get(key)
+    if ftype is None:
+        raise ValueError("Unknown flow type key %r." % key)
+    info = {"type": ftype, "typeKey": key, "name": None, "description": None, "divisionId": None}
+    level = None                    # indentation of the first level under the type key
+    in_division = None              # indentation of the division: line while inside it
+    for j in range(i + 1, n):
+        line = lines[j]
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped in ("---", "...") and not line[:1].isspace():
+            if any(x.strip() and not x.lstrip().startswith("#") for x in lines[j + 1:]):
+                raise ValueError("The file holds more than one flow document; import one flow per job.")
+            break
+        indent = len(line) - len(line.lstrip(" "))
+        if indent == 0:
+            raise ValueError("A second top-level key %r; a flow document has exactly one." % stripped)
+        if level is None:
+            level = indent
+        km = re.match(r"^\s*(-\s+)?([A-Za-z_][\w-]*):\s*(.*)$", line)
+        if km is None:
+            continue
+        field, value = km.group(2), km.group(3)
+        if in_division is not None:
+            if indent > in_division:
+                if field == "id" and info["divisionId"] is None:
+                    info["divisionId"] = _yaml_unquote(value).lower()
+                continue
+            in_division = None
+        if indent == level and not km.group(1):
+            if field == "name" and info["name"] is None and value.strip():
+                info["name"] = _yaml_unquote(value)
+            elif field == "description" and info["description"] is None and value.strip():
+                info["description"] = _yaml_unquote(value)
+            elif field == "division" and not value.strip():
+                in_division = indent
+    if not info["name"]:
+        raise ValueError("The flow document has no name.")
+    seen = {}
+    for u in UUID_RE.findall(text):
+        seen.setdefault(u.lower(), None)
+    info["uuids"] = list(seen)
+    return info
+
+
+def _flow_yaml(ftype, name, description, division, refs=None):
+    """An Archy-layout YAML document (the layout populate_config_org writes; see FAKE_SPEC.md).
+
+    division: (name, id). refs: {"scheduleGroups", "queues", "skills", "wrapupCodes", "users",
+    "flows"}: lists of (name, id) (flows: (name, id, type))."""
+    refs = refs or {}
+    q = _yaml_scalar
+    key = FLOW_TYPE_KEYS[ftype]
+    out = ["%s:" % key, "  name: %s" % q(name)]
+    if description:
+        out.append("  description: %s" % q(description))
+    out += ["  division:", "    name: %s" % q(division[0]), "    id: %s" % division[1]]
+    out.append('  startUpRef: "/%s/tasks/task[Main Task_10]"' % key)
+    if ftype in ("INBOUNDCALL", "INQUEUECALL", "OUTBOUNDCALL", "SECURECALL", "VOICEMAIL", "VOICESURVEY",
+                 "INBOUNDCHAT", "INBOUNDEMAIL", "INBOUNDSHORTMESSAGE", "BOT", "COMMONMODULE"):
+        out += ["  defaultLanguage: en-us", "  supportedLanguages:", "    en-us:",
+                "      defaultLanguageSkill:", "        noValue: true"]
+    if ftype == "INBOUNDCALL":
+        out += ["  initialGreeting:", "    tts: %s" % q("Welcome to %s." % name)]
+    out += ["  tasks:", "    - task:", "        name: Main Task", "        refId: Main Task_10", "        actions:"]
+
+    def action(kind, label, body=()):
+        out.append("          - %s:" % kind)
+        out.append("              name: %s" % q(label))
+        out.extend("              " + b for b in body)
+
+    def ref(field, rname, rid):
+        return ["%s:" % field, "  name: %s" % q(rname), "  id: %s" % rid]
+
+    for gname, gid in refs.get("scheduleGroups", ()):
+        action("evaluateScheduleGroup", "Check %s" % gname, ref("scheduleGroup", gname, gid))
+    skills = list(refs.get("skills", ()))
+    for n_queue, (qname, qid) in enumerate(refs.get("queues", ())):
+        body = ref("targetQueue", qname, qid)
+        if n_queue == 0 and skills:
+            body.append("skills:")
+            for sname, sid in skills:
+                body += ["  - name: %s" % q(sname), "    id: %s" % sid]
+        body += ["priority:", "  lit: 0"]
+        action("transferToAcd", "Transfer to %s" % qname, body)
+    if skills and not refs.get("queues"):
+        body = ["skills:"]
+        for sname, sid in skills:
+            body += ["  - name: %s" % q(sname), "    id: %s" % sid]
+        action("setRoutingData", "Set routing skills", body)
+    for wname, wid in refs.get("wrapupCodes", ()):
+        action("setWrapupCode", "Set wrap-up %s" % wname, ref("wrapupCode", wname, wid))
+    for uname, uid in refs.get("users", ()):
+        action("transferToUser", "Transfer to %s" % uname, ref("targetUser", uname, uid))
+    for fname, fid, tftype in refs.get("flows", ()):
+        if tftype == "COMMONMODULE":
+            action("callCommonModule", "Call %s" % fname, ref("commonModule", fname, fid))
+        else:
+            action("transferToFlow", "Transfer to %s" % fname, ref("targetFlow", fname, fid))
+    action("disconnect", "Disconnect")
+    return "\n".join(out) + "\n"
+
+
+class _FlowExportJob:
+    def __init__(self, org, flow_ids):
+        self.id = str(uuid.uuid4())
+        self.created = time.monotonic()
+        self.duration = float(org.flow_job_seconds)
+        self.flow_ids = flow_ids
+        self.documents = []             # YAML texts in request order (snapshot at creation)
+        self.messages = []              # [{"type", "text"}] -> Failure
+
+
+class _FlowImportJob:
+    def __init__(self):
+        self.id = str(uuid.uuid4())
+        self.created = time.monotonic()
+        self.headers = {"Content-Type": "application/octet-stream",
+                        "x-amz-server-side-encryption": "AES256",
+                        "x-amz-meta-job-id": self.id}
+        self.status = "Registered"
+        self.content = None             # bytes once uploaded
+        self.uploaded = None
+        self.due = None
+        self.finished = None
+        self.flow_id = None
+        self.messages = []
+
+
+class _ConfigOrg:
+    """Section 8 handlers. Everything that reads or writes the store runs under self.lock."""
+
+    def _init_config(self):
+        self.flow_content = {}              # flow id -> YAML text (never in an API answer)
+        self._queue_wrapups = {}            # queue id -> [wrap-up code ids] (the queue's sub-resource)
+        self._flow_uuid_cache = {}          # flow id -> (text, frozenset of lower-case UUIDs in it)
+        self._tampers = collections.defaultdict(collections.deque)
+        self._flow_export_jobs = {}
+        self._flow_import_jobs = {}
+        self._flow_running = []             # uploaded import jobs not finished yet
+
+    # ---- public helpers -----------------------------------------------------------------
+    def tamper_next_write(self, kind, field, value):
+        """The next create or update of `kind` (API POST/PUT, or a flow import job) stores `value` in
+        `field` (a dotted path like "acwSettings.timeoutMs"; value REMOVE drops the field) instead of
+        what was sent; the API answer shows the stored (tampered) object. Calls queue up, one per write."""
+        if kind not in KINDS:
+            raise KeyError("unknown kind %r" % kind)
+        with self.lock:
+            self._tampers[kind].append((field, value))
+
+    def home_division(self):
+        """The home division object (created, named "Home", if the org has none)."""
+        with self.lock:
+            for d in self.objects["divisions"].values():
+                if d.get("homeDivision"):
+                    return d
+            oid = self.add_object("divisions", "Home", description="Home division", homeDivision=True)
+            return self.objects["divisions"][oid]
+
+    def queue_wrapupcodes(self, queue_id):
+        """The wrap-up codes on a queue (its sub-resource) as WrapupCode objects, in assignment order."""
+        with self.lock:
+            codes = self.objects["wrapupcodes"]
+            return [self._render("wrapupcodes", codes[c]) for c in self._queue_wrapups.get(queue_id, ()) if c in codes]
+
+    def set_queue_wrapupcodes(self, queue_id, code_ids):
+        with self.lock:
+            self._queue_wrapups[queue_id] = list(code_ids)
+
+    def set_flow_content(self, flow_id, text):
+        with self.lock:
+            if text is None:
+                self.flow_content.pop(flow_id, None)
+            else:
+                self.flow_content[flow_id] = text
+
+    def flow_export_job(self, job_id):
+        return self._flow_export_jobs.get(job_id)
+
+    def flow_import_job(self, job_id):
+        return self._flow_import_jobs.get(job_id)
+
+    def find_object(self, object_id):
+        """(kind, object) of any kind holding that id, or (None, None)."""
+        with self.lock:
+            for kind in KINDS:
+                obj = self.objects[kind].get(object_id)
+                if obj is not None:
+                    return kind, obj
+        return None, None
+
+    # ---- routing --------------------------------------------------------------------------
+    def _route_config(self, m, parts, rec, body):
+        """(status, answer) for a section-8 path, or None if the path is not one."""
+        if len(parts) >= 2 and parts[0] == "flows":
+            if parts[1] == "actions":
+                if parts[2:] == ["publish"] and m == "POST":
+                    return self._flow_publish(rec.query)
+                return None
+            if parts[1] == "export":
+                if parts[2:] == ["jobs"]:
+                    if m == "POST":
+                        return self._flow_export_create(_json_body(body))
+                    raise _method_not_allowed(m, "/api/v2/flows/export/jobs")
+                if len(parts) == 4 and parts[2] == "jobs" and m == "GET":
+                    return self._flow_export_status(parts[3])
+                return None
+            if parts[1] == "jobs":
+                if len(parts) == 2 and m == "POST":
+                    return self._flow_import_create()
+                if len(parts) == 3 and m == "GET":
+                    return self._flow_import_status(parts[2], rec.query)
+                return None
+        for n in (4, 2, 1):
+            kind = _CONFIG_ROUTES.get(tuple(parts[:n]))
+            if kind is not None:
+                break
+        else:
+            return None
+        rest = parts[n:]
+        base = _SELF_URI_BASE[kind]
+        if not rest:
+            if m == "GET":
+                return self._config_list(kind, rec.query)
+            if m == "POST" and kind != "users":
+                return self._config_create(kind, _json_body(body))
+            raise _method_not_allowed(m, base)
+        oid = rest[0]
+        if len(rest) == 1:
+            if m == "GET":
+                return self._config_get(kind, oid)
+            if m == "PUT" and kind not in _NO_PUT:
+                return self._config_update(kind, oid, _json_body(body))
+            if m == "DELETE" and kind != "users":
+                return self._config_delete(kind, oid)
+            raise _method_not_allowed(m, base + "/{id}")
+        if kind == "queues" and rest[1] == "wrapupcodes":
+            if len(rest) == 2:
+                if m == "GET":
+                    return self._queue_codes_list(oid, rec.query)
+                if m == "POST":
+                    return self._queue_codes_add(oid, _json_body(body))
+                raise _method_not_allowed(m, base + "/{id}/wrapupcodes")
+            if len(rest) == 3:
+                if m == "DELETE":
+                    return self._queue_codes_delete(oid, rest[2])
+                raise _method_not_allowed(m, base + "/{id}/wrapupcodes/{codeId}")
+        return None
+
+    # ---- lists ----------------------------------------------------------------------------
+    @staticmethod
+    def _paging(query, max_size):
+        try:
+            size = int(query.get("pageSize", DEFAULT_PAGE_SIZE))
+            number = int(query.get("pageNumber", 1))
+        except ValueError:
+            raise _bad("pageSize and pageNumber must be integers.")
+        if size < 1 or number < 1:
+            raise _bad("pageSize and pageNumber must be at least 1.")
+        if size > max_size:
+            raise _bad("pageSize %d exceeds the maximum of %d for this list." % (size, max_size), field="pageSize")
+        return size, number
+
+    @staticmethod
+    def _listing(base, query, entities, size, number, total):
+        count = -(-total // size)
+        extra = [(k, v) for k, v in query.items() if k not in ("pageSize", "pageNumber")]
+
+        def uri(p):
+            return "%s?%s" % (base, urlencode([("pageSize", size), ("pageNumber", p)] + extra))
+
+        answer = {"entities": entities, "pageSize": size, "pageNumber": number, "total": total,
+                  "firstUri": uri(1), "selfUri": uri(number), "lastUri": uri(max(count, 1)), "pageCount": count}
+        if number < count:
+            answer["nextUri"] = uri(number + 1)
+        if number > 1:
+            answer["previousUri"] = uri(min(number - 1, max(count, 1)))
+        return answer
+
+    def _page(self, kind, items, query, size, number, base, properties=True):
+        """Filters (name), sorts by name and cuts one page; call under self.lock."""
+        if "name" in query:
+            match = _name_matcher(query["name"])
+            items = [o for o in items if match(o.get("name"))]
+        items = sorted(items, key=_name_key)
+        page = items[(number - 1) * size: number * size]
+        entities = [self._render(kind, o, properties) for o in page]
+        return self._listing(base, query, entities, size, number, len(items))
+
+    def _config_list(self, kind, query):
+        size, number = self._paging(query, MAX_PAGE_SIZE.get(kind, 100))
+        properties = kind != "trunkbasesettings" or "properties" in query.get("expand", "").split(",")
+        with self.lock:
+            items = self.objects[kind].values()
+            if kind == "flows" and query.get("type"):
+                wanted = {t.strip().upper() for t in query["type"].split(",") if t.strip()}
+                items = [o for o in items if str(o.get("type", "")).upper() in wanted]
+            return 200, self._page(kind, items, query, size, number, _SELF_URI_BASE[kind], properties)
+
+    def _render(self, kind, obj, properties=True):
+        """The API view of a stored object: a shallow copy with the division's current name."""
+        out = dict(obj)
+        div = out.get("division")
+        if isinstance(div, dict):
+            d = self.objects["divisions"].get(div.get("id"))
+            if d is not None:
+                out["division"] = {"id": d["id"], "name": d.get("name"), "selfUri": d.get("selfUri")}
+        if not properties:
+            out.pop("properties", None)
+        return out
+
+    def _config_get(self, kind, oid):
+        with self.lock:
+            obj = self.objects[kind].get(oid)
+            if obj is None:
+                raise _Reply(404, "not.found", "%s %s not found." % (kind, oid))
+            return 200, self._render(kind, obj)
+
+    # ---- create / update ------------------------------------------------------------------
+    def _config_create(self, kind, body):
+        if not isinstance(body, dict):
+            raise _bad("The request body must be a JSON object.")
+        if "id" in body:
+            raise _bad("id is read-only and must not be sent when creating an object.", field="id")
+        if "version" in body:
+            raise _Reply(409, "general.conflict", "version must not be sent when creating an object.",
+                         details=[{"errorCode": "general.conflict", "fieldName": "version"}])
+        with self.lock:
+            fields = self._validate(kind, body, None)
+            self._check_unique(kind, fields["name"], fields.get("type"), None)
+            obj = self._assemble(kind, str(uuid.uuid4()), fields, None)
+            self._apply_tamper(kind, obj)
+            self.objects[kind][obj["id"]] = obj
+            return 200, self._render(kind, obj)
+
+    def _config_update(self, kind, oid, body):
+        if not isinstance(body, dict):
+            raise _bad("The request body must be a JSON object.")
+        with self.lock:
+            current = self.objects[kind].get(oid)
+            if current is None:
+                raise _Reply(404, "not.found", "%s %s not found." % (kind, oid))
+            if "id" in body and body["id"] != oid:
+                raise _bad("The id in the body (%s) differs from the id in the path (%s)." % (body["id"], oid),
+                           field="id")
+            if kind == "trunkbasesettings" and current.get("managed"):
+                raise _bad("Trunk base settings %s are managed by the platform and cannot be changed." % oid,
+                           entity_id=oid)
+            if kind in _INT_VERSIONED:
+                version = body.get("version")
+                if type(version) is not int or version != current.get("version"):
+                    raise _Reply(409, "general.conflict",
+                                 "version %r is not the current version %r of %s %s." % (
+                                     version, current.get("version"), kind, oid),
+                                 details=[{"errorCode": "general.conflict", "fieldName": "version", "entityId": oid}])
+            fields = self._validate(kind, body, current)
+            self._check_unique(kind, fields["name"], fields.get("type", current.get("type")), oid)
+            obj = self._assemble(kind, oid, fields, current)
+            self._apply_tamper(kind, obj)
+            self.objects[kind][oid] = obj
+            return 200, self._render(kind, obj)
+
+    def _validate(self, kind, body, current):
+        """Normalized writable fields of a body; raises 400 for unknown fields, bad values, bad references."""
+        allowed = _WRITABLE[kind]
+        ignored = _READ_ONLY_FIELDS | _IGNORED.get(kind, frozenset())
+        if current is not None:
+            ignored = ignored | {"id"} | ({"version"} if kind in _INT_VERSIONED else set())
+        unknown = sorted(k for k in body if k not in allowed and k not in ignored)
+        if unknown:
+            hint = " (a skill's division is given as divisionId)" if kind == "skills" and "division" in unknown else ""
+            raise _Reply(400, "bad.request", "Unrecognized field(s) for %s: %s%s." % (kind, ", ".join(unknown), hint),
+                         details=[{"errorCode": "bad.request", "fieldName": k} for k in unknown])
+        b = {k: v for k, v in body.items() if k in allowed}
+        name = b.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise _bad("name is required and must be a non-empty string.", field="name")
+        f = {"name": name}
+        if "description" in b and b["description"] is not None:
+            if not isinstance(b["description"], str):
+                raise _bad("description must be a string.", field="description")
+            f["description"] = b["description"]
+        if kind == "skills":
+            did = b.get("divisionId")
+            if did is None:
+                f["division"] = self._division_ref(None, "divisionId")
+            elif not isinstance(did, str):
+                raise _bad("divisionId must be a string.", field="divisionId")
+            else:
+                f["division"] = self._division_ref({"id": did}, "divisionId")
+        elif "division" in allowed:
+            if b.get("division") is not None:
+                f["division"] = self._division_ref(b["division"], "division")
+            elif current is not None and isinstance(current.get("division"), dict):
+                f["division"] = current["division"]
+            else:
+                f["division"] = self._division_ref(None, "division")
+        check = getattr(self, "_check_" + kind, None)
+        if check is not None:
+            check(b, f, current)
+        return f
+
+    def _home_ref(self):
+        d = self.home_division()
+        return {"id": d["id"], "name": d.get("name"), "selfUri": d.get("selfUri")}
+
+    def _division_ref(self, value, field):
+        if value is None:
+            return self._home_ref()
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+            raise _bad("%s must be an object with a string id." % field, field=field)
+        d = self.objects["divisions"].get(value["id"])
+        if d is None:
+            raise _bad("Division %s (%s) does not exist." % (value["id"], field), field=field, entity_id=value["id"])
+        return {"id": d["id"], "name": d.get("name"), "selfUri": d.get("selfUri")}
+
+    def _entity_ref(self, kind, value, field, what):
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+            raise _bad("%s must be an object with a string id." % field, field=field)
+        obj = self.objects[kind].get(value["id"])
+        if obj is None:
+            raise _bad("%s %s (%s) does not exist." % (what, value["id"], field), field=field, entity_id=value["id"])
+        return {"id": obj["id"], "name": obj.get("name"), "selfUri": obj.get("selfUri")}
+
+    @staticmethod
+    def _check_enum(value, allowed, field):
+        if value not in allowed:
+            raise _bad("%s must be one of %s; got %r." % (field, "|".join(allowed), value), field=field)
+
+    def _check_schedules(self, b, f, current):
+        for key in ("start", "end"):
+            value = b.get(key)
+            if not isinstance(value, str) or not _LOCAL_DT_RE.match(value):
+                raise _bad("%s must be a local date-time without a zone (e.g. 2026-01-05T08:00:00.000); got %r."
+                           % (key, value), field=key)
+            f[key] = value
+        if f["end"] <= f["start"]:
+            raise _bad("end must be after start.", field="end")
+        if b.get("rrule") is not None:
+            if not isinstance(b["rrule"], str):
+                raise _bad("rrule must be a string.", field="rrule")
+            f["rrule"] = b["rrule"]
+
+    def _check_schedulegroups(self, b, f, current):
+        tz = b.get("timeZone")
+        zones = _known_time_zones()
+        if not isinstance(tz, str) or not tz or (zones and tz not in zones):
+            raise _bad("timeZone %r is not a known time zone." % (tz,), field="timeZone")
+        f["timeZone"] = tz
+        for key in _SCHEDULE_LISTS:
+            refs = b.get(key) or []
+            if not isinstance(refs, list):
+                raise _bad("%s must be a list." % key, field=key)
+            f[key] = [self._entity_ref("schedules", r, "%s[%d]" % (key, i), "Schedule") for i, r in enumerate(refs)]
+
+    def _check_queues(self, b, f, current):
+        for key, value in b.items():
+            if key in ("name", "description", "division"):
+                continue
+            if key in _QUEUE_ENUMS:
+                self._check_enum(value, _QUEUE_ENUMS[key], key)
+            elif key in ("autoAnswerOnly", "enableTranscription", "enableAudioMonitoring", "enableManualAssignment",
+                         "suppressInQueueCallRecording"):
+                if not isinstance(value, bool):
+                    raise _bad("%s must be a boolean." % key, field=key)
+            elif key == "acwSettings":
+                if not isinstance(value, dict):
+                    raise _bad("acwSettings must be an object.", field=key)
+                if "wrapupPrompt" in value:
+                    self._check_enum(value["wrapupPrompt"], _WRAPUP_PROMPTS, "acwSettings.wrapupPrompt")
+                if "timeoutMs" in value and type(value["timeoutMs"]) is not int:
+                    raise _bad("acwSettings.timeoutMs must be an integer.", field="acwSettings.timeoutMs")
+            elif key == "routingRules":
+                if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+                    raise _bad("routingRules must be a list of objects.", field=key)
+                for i, r in enumerate(value):
+                    if "operator" in r:
+                        self._check_enum(r["operator"], _RULE_OPERATORS, "routingRules[%d].operator" % i)
+            elif key == "bullseye":
+                value = self._normalize_bullseye(value)
+            elif key in _QUEUE_FLOW_FIELDS:
+                if value is None:
+                    continue
+                value = self._entity_ref("flows", value, key, "Flow")
+            elif key == "mediaSettings" and not isinstance(value, dict):
+                raise _bad("mediaSettings must be an object.", field=key)
+            if value is not None:
+                f[key] = value
+        for key, default in _QUEUE_DEFAULTS.items():
+            if key not in f:
+                f[key] = copy.deepcopy(default)
+
+    def _normalize_bullseye(self, value):
+        if not isinstance(value, dict) or not isinstance(value.get("rings", []), list):
+            raise _bad("bullseye must be an object with a list rings.", field="bullseye")
+        rings = []
+        for i, ring in enumerate(value.get("rings", [])):
+            if not isinstance(ring, dict):
+                raise _bad("bullseye.rings[%d] must be an object." % i, field="bullseye.rings[%d]" % i)
+            ring = dict(ring)
+            crit = ring.get("expansionCriteria")
+            if crit is not None:
+                if not isinstance(crit, list) or not all(isinstance(c, dict) for c in crit):
+                    raise _bad("bullseye.rings[%d].expansionCriteria must be a list of objects." % i)
+                for c in crit:
+                    if "type" in c:
+                        self._check_enum(c["type"], ("TIMEOUT_SECONDS",),
+                                         "bullseye.rings[%d].expansionCriteria[].type" % i)
+            actions = ring.get("actions")
+            if actions is not None:
+                if not isinstance(actions, dict):
+                    raise _bad("bullseye.rings[%d].actions must be an object." % i)
+                actions = dict(actions)
+                skills = actions.get("skillsToRemove") or []
+                if not isinstance(skills, list):
+                    raise _bad("bullseye.rings[%d].actions.skillsToRemove must be a list." % i)
+                actions["skillsToRemove"] = [
+                    self._entity_ref("skills", s, "bullseye.rings[%d].actions.skillsToRemove[%d].id" % (i, k), "Skill")
+                    for k, s in enumerate(skills)]
+                ring["actions"] = actions
+            rings.append(ring)
+        out = dict(value)
+        out["rings"] = rings
+        return out
+
+    def _check_flows(self, b, f, current):
+        ftype = b.get("type")
+        if current is None:
+            if ftype not in FLOW_TYPES:
+                raise _bad("type must be one of %s; got %r." % ("|".join(FLOW_TYPES), ftype), field="type")
+            f["type"] = ftype
+        elif ftype is not None and ftype != current.get("type"):
+            raise _bad("The type of a flow cannot change (%s -> %r)." % (current.get("type"), ftype), field="type")
+
+    def _check_trunkbasesettings(self, b, f, current):
+        meta = b.get("trunkMetabase")
+        if not isinstance(meta, dict) or not isinstance(meta.get("id"), str) or not meta["id"]:
+            raise _bad("trunkMetabase must be an object with a string id.", field="trunkMetabase")
+        f["trunkMetabase"] = {k: meta[k] for k in ("id", "name") if isinstance(meta.get(k), str)}
+        ttype = b.get("trunkType", "EXTERNAL")
+        self._check_enum(ttype, _TRUNK_TYPES, "trunkType")
+        f["trunkType"] = ttype
+        props = b.get("properties", {})
+        if props is None:
+            props = {}
+        if not isinstance(props, dict):
+            raise _bad("properties must be an object.", field="properties")
+        f["properties"] = props
+        for key in ("site", "inboundSite"):
+            if b.get(key) is not None:
+                if not isinstance(b[key], dict) or not isinstance(b[key].get("id"), str):
+                    raise _bad("%s must be an object with a string id." % key, field=key)
+                f[key] = b[key]
+
+    def _check_unique(self, kind, name, ftype, exclude_id):
+        for o in self.objects[kind].values():
+            if o.get("name") == name and o.get("id") != exclude_id and (kind != "flows" or o.get("type") == ftype):
+                what = "%s of type %s" % (kind, ftype) if kind == "flows" else kind
+                raise _Reply(409, "general.conflict", "The name %r is already used by %s %s." % (name, what, o["id"]),
+                             details=[{"errorCode": "general.conflict", "fieldName": "name",
+                                       "entityId": o["id"], "entityName": name}])
+
+    def _assemble(self, kind, oid, fields, current):
+        now = _now_iso()
+        obj = {"id": oid, "name": fields["name"]}
+        if current is None:
+            if kind in _HAS_DATE_CREATED:
+                obj["dateCreated"] = now
+            if kind in ("skills", "languages"):
+                obj.update(state="active", version="1")
+            elif kind in _INT_VERSIONED:
+                obj.update(state="active", version=1)
+            if kind == "divisions":
+                obj["homeDivision"] = False
+            elif kind == "queues":
+                obj.update(memberCount=0, userMemberCount=0, joinedMemberCount=0)
+            elif kind == "flows":
+                obj.update(active=False, system=False, deleted=False)
+            elif kind == "trunkbasesettings":
+                obj["managed"] = False
+            if kind == "schedulegroups":
+                for key in _SCHEDULE_LISTS:
+                    obj[key] = []
+        else:
+            for k, v in current.items():
+                if k in _KEEP_ON_UPDATE:
+                    obj[k] = v
+            if kind in _INT_VERSIONED:
+                obj["version"] = int(current.get("version") or 0) + 1
+        obj.update(fields)
+        if kind in _HAS_DATE_MODIFIED:
+            obj["dateModified"] = now
+        obj["selfUri"] = "%s/%s" % (_SELF_URI_BASE[kind], oid)
+        return obj
+
+    def _apply_tamper(self, kind, obj):
+        queue = self._tampers.get(kind)
+        if not queue:
+            return
+        field, value = queue.popleft()
+        path = field.split(".")
+        target = obj
+        for part in path[:-1]:
+            nxt = target.get(part)
+            nxt = dict(nxt) if isinstance(nxt, dict) else {}
+            target[part] = nxt
+            target = nxt
+        if value is REMOVE:
+            target.pop(path[-1], None)
+        else:
+            target[path[-1]] = copy.deepcopy(value)
+
+    # ---- delete ---------------------------------------------------------------------------
+    def _config_delete(self, kind, oid):
+        with self.lock:
+            obj = self.objects[kind].get(oid)
+            if obj is None:
+                raise _Reply(404, "not.found", "%s %s not found." % (kind, oid))
+            if kind == "trunkbasesettings" and obj.get("managed"):
+                raise _bad("Trunk base settings %s are managed by the platform and cannot be deleted." % oid,
+                           entity_id=oid)
+            user = self._in_use(kind, oid, obj)
+            if user is not None:
+                raise _Reply(409, "general.conflict", "%s %s (%s) is in use by %s." % (kind, oid, obj.get("name"), user),
+                             details=[{"errorCode": "general.conflict", "entityId": oid,
+                                       "entityName": str(obj.get("name"))}])
+            del self.objects[kind][oid]
+            if kind == "queues":
+                self._queue_wrapups.pop(oid, None)
+            elif kind == "flows":
+                self.flow_content.pop(oid, None)
+                self._flow_uuid_cache.pop(oid, None)
+        return 204, None
+
+    def _flow_uuids(self, flow_id):
+        text = self.flow_content.get(flow_id)
+        if not text:
+            return frozenset()
+        cached = self._flow_uuid_cache.get(flow_id)
+        if cached is not None and cached[0] is text:
+            return cached[1]
+        found = frozenset(u.lower() for u in UUID_RE.findall(text))
+        self._flow_uuid_cache[flow_id] = (text, found)
+        return found
+
+    @staticmethod
+    def _bullseye_skill_ids(queue):
+        bullseye = queue.get("bullseye")
+        if not isinstance(bullseye, dict):
+            return
+        for ring in bullseye.get("rings") or []:
+            actions = ring.get("actions") if isinstance(ring, dict) else None
+            for s in (actions or {}).get("skillsToRemove") or []:
+                if isinstance(s, dict):
+                    yield s.get("id")
+
+    def _in_use(self, kind, oid, obj):
+        """A description of the first user of an object (blocks its deletion), or None. Under self.lock."""
+        objs = self.objects
+        if kind == "divisions":
+            if obj.get("homeDivision"):
+                return "the org (it is the home division)"
+            for k in KINDS:
+                for o in objs[k].values():
+                    div = o.get("division")
+                    if isinstance(div, dict) and div.get("id") == oid:
+                        return "%s %s (%s)" % (k, o.get("id"), o.get("name"))
+        elif kind == "skills":
+            for q in objs["queues"].values():
+                if oid in set(self._bullseye_skill_ids(q)):
+                    return "the bullseye of queue %s (%s)" % (q["id"], q.get("name"))
+        elif kind == "wrapupcodes":
+            for qid, codes in self._queue_wrapups.items():
+                if oid in codes and qid in objs["queues"]:
+                    return "queue %s (%s)" % (qid, objs["queues"][qid].get("name"))
+        elif kind == "schedules":
+            for g in objs["schedulegroups"].values():
+                if any(isinstance(r, dict) and r.get("id") == oid for key in _SCHEDULE_LISTS for r in g.get(key) or []):
+                    return "schedule group %s (%s)" % (g["id"], g.get("name"))
+        if kind != "flows":
+            low = oid.lower()
+            for fid, flow in objs["flows"].items():
+                if low in self._flow_uuids(fid):
+                    return "the content of flow %s (%s)" % (fid, flow.get("name"))
+        return None
+
+    # ---- queue wrap-up codes --------------------------------------------------------------
+    def _queue_or_404(self, qid):
+        queue = self.objects["queues"].get(qid)
+        if queue is None:
+            raise _Reply(404, "not.found", "queues %s not found." % qid)
+        return queue
+
+    def _queue_codes_list(self, qid, query):
+        size, number = self._paging(query, 100)
+        with self.lock:
+            self._queue_or_404(qid)
+            codes = self.objects["wrapupcodes"]
+            items = [codes[c] for c in self._queue_wrapups.get(qid, ()) if c in codes]
+            return 200, self._page("wrapupcodes", items, query, size, number,
+                                   "/api/v2/routing/queues/%s/wrapupcodes" % qid)
+
+    def _queue_codes_add(self, qid, body):
+        if not isinstance(body, list) or not body:
+            raise _bad("The body must be a non-empty list of {\"id\"} objects.")
+        if len(body) > MAX_QUEUE_WRAPUPCODES_POST:
+            raise _bad("At most %d wrap-up codes per request; got %d." % (MAX_QUEUE_WRAPUPCODES_POST, len(body)))
+        with self.lock:
+            self._queue_or_404(qid)
+            codes = self.objects["wrapupcodes"]
+            ids = []
+            for i, item in enumerate(body):
+                cid = item.get("id") if isinstance(item, dict) else None
+                if not isinstance(cid, str):
+                    raise _bad("[%d] must be an object with a string id." % i, field="[%d].id" % i)
+                if cid not in codes:
+                    raise _bad("Wrap-up code %s ([%d].id) does not exist." % (cid, i), field="[%d].id" % i,
+                               entity_id=cid)
+                if cid not in ids:
+                    ids.append(cid)
+            current = list(self._queue_wrapups.get(qid, ()))
+            current.extend(c for c in ids if c not in current)
+            self._queue_wrapups[qid] = current
+            return 200, [self._render("wrapupcodes", codes[c]) for c in ids]
+
+    def _queue_codes_delete(self, qid, cid):
+        with self.lock:
+            self._queue_or_404(qid)
+            current = self._queue_wrapups.get(qid, [])
+            if cid not in current:
+                raise _Reply(404, "not.found", "Wrap-up code %s is not assigned to queue %s." % (cid, qid))
+            self._queue_wrapups[qid] = [c for c in current if c != cid]
+        return 204, None
+
+    # ---- flows: publish, export jobs, import jobs -------------------------------------------
+    @staticmethod
+    def _next_version(flow):
+        try:
+            n = int(str((flow.get("publishedVersion") or {}).get("id", "0")).split(".")[0])
+        except ValueError:
+            n = 0
+        return {"id": "%d.0" % (n + 1)}
+
+    def _flow_publish(self, query):
+        fid = query.get("flow")
+        if not fid:
+            raise _bad("The query parameter flow is required.", field="flow")
+        with self.lock:
+            flow = self.objects["flows"].get(fid)
+            if flow is None:
+                raise _Reply(404, "not.found", "flows %s not found." % fid)
+            new = dict(flow)
+            new["publishedVersion"] = self._next_version(flow)
+            new["active"] = True
+            self.objects["flows"][fid] = new
+        return 200, {"id": str(uuid.uuid4()), "complete": True, "actionName": "PUBLISH", "actionStatus": "SUCCESS"}
+
+    def _flow_document(self, flow):
+        text = self.flow_content.get(flow["id"])
+        if not text:
+            div = self._render("flows", flow).get("division") or self._home_ref()
+            text = _flow_yaml(flow.get("type") if flow.get("type") in FLOW_TYPES else "INBOUNDCALL",
+                              flow.get("name", ""), flow.get("description"), (div.get("name"), div.get("id")))
+        return text if text.endswith("\n") else text + "\n"
+
+    def _flow_export_create(self, payload):
+        flows = payload.get("flows") if isinstance(payload, dict) else None
+        if not isinstance(flows, list) or not flows:
+            raise _bad("The body must be {\"flows\": [{\"flow\": {\"id\"}, \"exportType\": \"Yaml\"}, ...]}.")
+        ids = []
+        for i, item in enumerate(flows):
+            ref = item.get("flow") if isinstance(item, dict) else None
+            if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
+                raise _bad("flows[%d].flow must be an object with a string id." % i, field="flows[%d].flow.id" % i)
+            if item.get("exportType") != "Yaml":
+                raise _bad("flows[%d].exportType must be Yaml (the fake exports YAML only); got %r."
+                           % (i, item.get("exportType")), field="flows[%d].exportType" % i)
+            ids.append(ref["id"])
+        job = _FlowExportJob(self, ids)
+        with self.lock:
+            for fid in ids:
+                flow = self.objects["flows"].get(fid)
+                if flow is None:
+                    job.messages.append({"type": "Error", "text": "Flow %s was not found." % fid})
+                else:
+                    job.documents.append(self._flow_document(flow))
+            self._flow_export_jobs[job.id] = job
+        return 200, {"id": job.id, "status": "Registered", "totalFlows": len(ids),
+                     "selfUri": "/api/v2/flows/export/jobs/%s" % job.id}
+
+    def _flow_export_status(self, job_id):
+        job = self._flow_export_jobs.get(job_id)
+        if job is None:
+            raise _Reply(404, "not.found", "Export job %s not found." % job_id)
+        elapsed = time.monotonic() - job.created
+        if elapsed < job.duration:
+            status = "Registered" if elapsed < job.duration * 0.2 else "Started"
+        else:
+            status = "Failure" if job.messages else "Success"
+        answer = {"id": job.id, "status": status, "command": "Export",
+                  "messages": list(job.messages) if status == "Failure" else [],
+                  "selfUri": "/api/v2/flows/export/jobs/%s" % job.id}
+        if status == "Success":
+            answer["downloadUrl"], _ = self.fake._mint_download(
+                self, job, path="/architect/exports/%s/%s.yaml" % (self.org_id, job.id), kind="flows")
+        return 200, answer
+
+    def _flow_export_body(self, job):
+        return "---\n".join(job.documents).encode("utf-8")
+
+    def _flow_import_create(self):
+        job = _FlowImportJob()
+        with self.lock:
+            self._flow_import_jobs[job.id] = job
+        url, _ = self.fake._mint_download(self, job, path="/architect/imports/%s/%s.yaml" % (self.org_id, job.id),
+                                          kind="upload")
+        return 200, {"id": job.id, "presignedUrl": url, "headers": dict(job.headers),
+                     "selfUri": "/api/v2/flows/jobs/%s" % job.id}
+
+    def _flow_upload(self, job, content):
+        """The download host received the PUT of a job's YAML."""
+        with self.lock:
+            if job.status != "Registered":
+                return                                  # a repeated PUT does not change a running job
+            now = time.monotonic()
+            job.content = content
+            job.uploaded = now
+            job.due = now + float(self.flow_job_seconds)
+            job.status = "Started"
+            self._flow_running.append(job)
+        self.fake._wake.set()
+
+    def _step_flow_jobs(self, now):
+        """Finishes due flow import jobs; returns the next due time or None."""
+        with self.lock:
+            if not self._flow_running:
+                return None
+            due = sorted((j for j in self._flow_running if j.due <= now), key=lambda j: j.due)
+            for job in due:
+                self._flow_running.remove(job)
+                self._finish_flow_import(job, now)
+            return min((j.due for j in self._flow_running), default=None)
+
+    def _finish_flow_import(self, job, now):
+        job.finished = now
+        job.content, content = None, job.content
+
+        def fail(*texts):
+            job.status = "Failure"
+            job.messages = [{"type": "Error", "text": t} for t in texts]
+
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            return fail("The file is not UTF-8.")
+        try:
+            info = parse_flow_yaml(text)
+        except ValueError as exc:
+            return fail(str(exc))
+        missing = [u for u in info["uuids"] if self.find_object(u)[0] is None]
+        if missing:
+            return fail(*("Unable to resolve the object with id '%s' that the flow refers to." % u for u in missing))
+        flows = self.objects["flows"]
+        division = None
+        if info["divisionId"]:
+            d = self.objects["divisions"].get(info["divisionId"])
+            if d is None:
+                return fail("The division id '%s' of the flow is not a division." % info["divisionId"])
+            division = {"id": d["id"], "name": d.get("name"), "selfUri": d.get("selfUri")}
+        existing = next((o for o in flows.values()
+                         if o.get("name") == info["name"] and o.get("type") == info["type"]), None)
+        if existing is not None:
+            obj = dict(existing)
+        else:
+            fid = str(uuid.uuid4())
+            obj = {"id": fid, "name": info["name"], "type": info["type"], "division": self._home_ref(),
+                   "active": False, "system": False, "deleted": False,
+                   "selfUri": "%s/%s" % (_SELF_URI_BASE["flows"], fid)}
+        if division is not None:
+            obj["division"] = division
+        if info["description"] is not None:
+            obj["description"] = info["description"]
+        obj["publishedVersion"] = self._next_version(obj)
+        obj["active"] = True
+        self._apply_tamper("flows", obj)
+        flows[obj["id"]] = obj
+        self.flow_content[obj["id"]] = text
+        job.flow_id = obj["id"]
+        job.status = "Success"
+        job.messages = []
+
+    def _flow_import_status(self, job_id, query):
+        self._step_flow_jobs(time.monotonic())
+        with self.lock:
+            job = self._flow_import_jobs.get(job_id)
+            if job is None:
+                raise _Reply(404, "not.found", "Architect job %s not found." % job_id)
+            answer = {"id": job.id, "status": job.status, "command": "Publish",
+                      "selfUri": "/api/v2/flows/jobs/%s" % job.id}
+            if job.flow_id is not None:
+                answer["flow"] = {"id": job.flow_id, "selfUri": "/api/v2/flows/%s" % job.flow_id}
+            if "messages" in query.get("expand", "").split(","):
+                answer["messages"] = [dict(m) for m in job.messages]
+            return 200, answer
+
+
+# --------------------------------------------------------------------------------------------
 # One org
 # --------------------------------------------------------------------------------------------
 
-class FakeOrg:
+class FakeOrg(_ConfigOrg):
     KNOB_DEFAULTS = {
         "token_lifetime": 86399,
         "api_domain": None,
@@ -216,6 +1318,7 @@ class FakeOrg:
         "max_running_import_jobs": 4,
         "import_seconds_per_record": 0.0005,
         "max_body_bytes": MAX_BODY_BYTES,
+        "flow_job_seconds": 0.3,
     }
 
     def __init__(self, fake, name, **knobs):
@@ -252,6 +1355,7 @@ class FakeOrg:
         self._import_queue = collections.deque()
         self._import_running = []
         self._import_seq = 0
+        self._init_config()
 
     # ---- public helpers -----------------------------------------------------------------
     def revoke_tokens(self):
@@ -345,7 +1449,10 @@ class FakeOrg:
             h.send_error_body(rec, r.status, r.code, r.message, details=r.details, params=r.params,
                               headers=rl_headers)
             return
-        h.send_json(rec, status, obj, rl_headers)
+        if obj is None:
+            h.send_empty(rec, status, rl_headers)
+        else:
+            h.send_json(rec, status, obj, rl_headers)
 
     @staticmethod
     def _is_status(method, path):
@@ -353,8 +1460,13 @@ class FakeOrg:
             return False
         parts = path.split("/")
         # /api/v2/interaction/{export|import}/{id}
-        return (len(parts) == 6 and parts[3] == "interaction" and parts[4] in ("export", "import")
-                and parts[5] not in ("", "schemas"))
+        if (len(parts) == 6 and parts[3] == "interaction" and parts[4] in ("export", "import")
+                and parts[5] not in ("", "schemas")):
+            return True
+        # /api/v2/flows/jobs/{id} and /api/v2/flows/export/jobs/{id}
+        if len(parts) == 6 and parts[3] == "flows" and parts[4] == "jobs" and parts[5]:
+            return True
+        return len(parts) == 7 and parts[3:6] == ["flows", "export", "jobs"] and parts[6] != ""
 
     # ---- auth ----------------------------------------------------------------------------
     def _token(self, h, rec, body):
@@ -481,6 +1593,9 @@ class FakeOrg:
                     return self._import_create(_json_body(body))
                 if len(parts) == 3 and m == "GET":
                     return self._import_status(parts[2])
+        answer = self._route_config(m, parts, rec, body)
+        if answer is not None:
+            return answer
         raise _Reply(404, "not.found", "The requested resource was not found.")
 
     # ---- export --------------------------------------------------------------------------
@@ -835,7 +1950,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if self.server.org is None:
-                self.server.fake._handle_download(self, rec)
+                self.server.fake._handle_download(self, rec, body, too_large)
             else:
                 self.server.org._handle(self, rec, body, too_large)
         except (ConnectionError, BrokenPipeError):
@@ -868,6 +1983,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers_buffer.append(data)
         self._rec = None
         self.flush_headers()
+
+    def send_bytes(self, rec, status, content_type, data, headers=None):
+        rec.status = status
+        self._rec = rec
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(data)
+        self._rec = None
+        self.flush_headers()
+
+    def send_empty(self, rec, status, headers=None):
+        """An answer without a body (204 for DELETE)."""
+        rec.status = status
+        self._rec = rec
+        self.send_response(status)
+        if status != 204:
+            self.send_header("Content-Length", "0")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self._rec = None
+        self.end_headers()
 
     def send_error_body(self, rec, status, code, message, details=None, params=None, headers=None):
         self.send_json(rec, status, _error_body(status, code, message, details, params), headers)
@@ -988,24 +2129,26 @@ class FakeGenesys:
             self._wake.clear()
             next_due = None
             for org in self.orgs.values():
-                try:
-                    due = org._step_imports(time.monotonic())
-                except Exception:                              # pragma: no cover - diagnostics
-                    self.server_errors.append(traceback.format_exc())
-                    due = None
-                if due is not None and (next_due is None or due < next_due):
-                    next_due = due
+                for step in (org._step_imports, org._step_flow_jobs):
+                    try:
+                        due = step(time.monotonic())
+                    except Exception:                          # pragma: no cover - diagnostics
+                        self.server_errors.append(traceback.format_exc())
+                        due = None
+                    if due is not None and (next_due is None or due < next_due):
+                        next_due = due
             timeout = 1.0 if next_due is None else max(0.0, next_due - time.monotonic())
             if timeout > 0:
                 self._wake.wait(timeout)
 
     # ---- download host ----------------------------------------------------------------------------
-    def _mint_download(self, org, job):
+    def _mint_download(self, org, job, path=None, kind="export"):
         sig = secrets.token_hex(20)
         ttl = float(org.download_ttl)
-        path = "/exports/%s/%s.json.gz" % (org.org_id, job.id)
+        if path is None:
+            path = "/exports/%s/%s.json.gz" % (org.org_id, job.id)
         with self._lock:
-            self._downloads[sig] = _Download(org, job, path, time.monotonic() + ttl)
+            self._downloads[sig] = _Download(org, job, path, time.monotonic() + ttl, kind)
         expires_at = _iso(datetime.now(timezone.utc) + timedelta(seconds=ttl))
         url = "%s%s?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=%d&X-Amz-Signature=%s" % (
             self.download_url, path, int(ttl), sig)
@@ -1017,10 +2160,13 @@ class FakeGenesys:
                 if d.org is org:
                     d.expired = True
 
-    def _handle_download(self, h, rec):
+    def _handle_download(self, h, rec, body=None, too_large=False):
         with self._lock:
             self.download_log.append(rec)
             d = self._downloads.get(rec.query.get("X-Amz-Signature", ""))
+        if rec.method == "PUT" and (rec.path.startswith("/architect/imports/") or (d is not None and d.kind == "upload")):
+            self._handle_upload(h, rec, d, body, too_large)
+            return
         if rec.method != "GET":
             h.send_error_body(rec, 405, "method.not.allowed", "Only GET is supported.")
             return
@@ -1032,10 +2178,36 @@ class FakeGenesys:
             refuse = self.refuse_next_downloads > 0
             if refuse:
                 self.refuse_next_downloads -= 1
-        if refuse or d is None or d.path != rec.path or d.expired or time.monotonic() >= d.expires:
+        if (refuse or d is None or d.path != rec.path or d.expired or time.monotonic() >= d.expires
+                or d.kind == "upload"):
             h.send_error_body(rec, 403, "AccessDenied", "Request has expired or the signature does not match.")
             return
+        if d.kind == "flows":
+            h.send_bytes(rec, 200, "text/yaml; charset=utf-8", d.org._flow_export_body(d.job))
+            return
         h.send_chunked(rec, 200, "application/gzip", _gzip_json_array(d.org._export_records(d.job)))
+
+
+    def _handle_upload(self, h, rec, d, body, too_large):
+        """PUT of a flow job's YAML to its presignedUrl (S3-like)."""
+        if "authorization" in rec.headers:
+            h.send_error_body(rec, 400, "InvalidArgument",
+                              "Only one auth mechanism allowed; a pre-signed URL takes no Authorization header.")
+            return
+        if (d is None or d.kind != "upload" or d.path != rec.path or d.expired
+                or time.monotonic() >= d.expires):
+            h.send_error_body(rec, 403, "AccessDenied", "Request has expired or the signature does not match.")
+            return
+        for name, value in d.job.headers.items():
+            if rec.headers.get(name.lower()) != value:
+                h.send_error_body(rec, 403, "SignatureDoesNotMatch",
+                                  "The signed header %s is missing or differs from the signed value." % name)
+                return
+        if too_large or body is None:
+            h.send_error_body(rec, 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
+            return
+        d.org._flow_upload(d.job, body)
+        h.send_bytes(rec, 200, None, b"", headers={"ETag": '"%s"' % secrets.token_hex(16)})
 
 
 # --------------------------------------------------------------------------------------------
@@ -1130,6 +2302,419 @@ def populate_reference_objects(org, seed=0, queues=8, flows=4, skills=6, languag
     for kind in ("skills", "languages", "wrapupcodes", "flows", "queues", "users"):
         refs.setdefault(kind, [])
     return refs
+
+
+# ---- section 8: a realistic configuration org ------------------------------------------------
+
+_CFG_DIVISIONS = ["Home", "EMEA", "Americas", "APAC", "Partners", "Back Office", "Outsourcer"]
+_CFG_SKILLS = ["English", "German", "French", "Billing", "Spanish", "Technical L1", "Technical L2", "Complaints",
+               "Sales Closing", "Retention", "Insurance Claims", "Premium Accounts", "Mortgages", "Credit Cards",
+               "Fraud", "Onboarding", "Collections", "Escalations", "Chat Etiquette", "Email Writing",
+               "Social Media", "Hardware", "Software", "Network", "Returns", "VIP", "Italian", "Dutch",
+               "Polish", "billing"]                  # "billing" next to "Billing": names are case-sensitive
+_CFG_LANGUAGES = ["English", "German", "French", "Spanish", "Dutch", "Italian", "Portuguese", "Polish", "Swedish",
+                  "Japanese"]
+_CFG_WRAPUPS = ["Resolved", "Follow-up required", "Callback scheduled", "Transferred", "No answer", "Sale completed",
+                "Complaint logged", "Wrong number", "Escalated", "Information given", "Cancelled order",
+                "Refund issued", "Address changed", "Payment arrangement", "Technical issue", "Password reset",
+                "Upsell", "Survey declined", "Duplicate contact", "Spam", "Abandoned", "Voicemail left",
+                "Appointment booked", "Quote sent", "resolved"]    # case-variant of "Resolved"
+_CFG_SCHEDULES = [      # name, start, end, rrule, role
+    ("Weekdays 08-18", "2026-01-05T08:00:00.000", "2026-01-05T18:00:00.000", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "open"),
+    ("Saturday 09-13", "2026-01-10T09:00:00.000", "2026-01-10T13:00:00.000", "FREQ=WEEKLY;BYDAY=SA", "open"),
+    ("New Year", "2026-01-01T00:00:00.000", "2026-01-02T00:00:00.000", "FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1", "holiday"),
+    ("Christmas Day", "2026-12-25T00:00:00.000", "2026-12-26T00:00:00.000", "FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=25",
+     "holiday"),
+    ("Maintenance Window", "2026-01-04T00:00:00.000", "2026-01-04T06:00:00.000", "FREQ=MONTHLY;BYDAY=1SU", "closed"),
+    ("Weekdays 07-20", "2026-01-05T07:00:00.000", "2026-01-05T20:00:00.000", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "open"),
+    ("Labour Day", "2026-05-01T00:00:00.000", "2026-05-02T00:00:00.000", "FREQ=YEARLY;BYMONTH=5;BYMONTHDAY=1", "holiday"),
+    ("Team Training", "2026-01-07T14:00:00.000", "2026-01-07T16:00:00.000", "FREQ=WEEKLY;BYDAY=WE", "closed"),
+    ("Sunday 10-16", "2026-01-11T10:00:00.000", "2026-01-11T16:00:00.000", "FREQ=WEEKLY;BYDAY=SU", "open"),
+    ("Boxing Day", "2026-12-26T00:00:00.000", "2026-12-27T00:00:00.000", "FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=26",
+     "holiday"),
+]
+_CFG_SCHEDULE_GROUPS = [("Business Hours EMEA", "Europe/Berlin"), ("Business Hours US", "America/New_York"),
+                        ("Business Hours APAC", "Asia/Tokyo"), ("Support Hours UK", "Europe/London"),
+                        ("Sales Hours", "America/Chicago"), ("Weekend Cover", "Europe/Paris")]
+_CFG_QUEUES = ["Billing", "Support EN", "Support DE", "Sales", "Retention", "Technical Support", "Claims",
+               "VIP Care", "Collections", "Onboarding", "Support FR", "Escalations", "Mortgages", "Credit Cards",
+               "Fraud Desk", "Returns", "Chat Support", "Email Support", "Social Care", "Partner Desk",
+               "Back Office", "Complaints", "Renewals", "Cancellations", "Hardware Support", "Network Support",
+               "Premium Line", "SMB Sales", "Enterprise Sales", "Reception"]
+_CFG_FLOWS = [("Main IVR", "INBOUNDCALL"), ("After Hours IVR", "INBOUNDCALL"), ("Default In-Queue", "INQUEUECALL"),
+              ("Web Chat Entry", "INBOUNDCHAT"), ("Email Router", "INBOUNDEMAIL"), ("SMS Entry", "INBOUNDSHORTMESSAGE"),
+              ("Authentication Module", "COMMONMODULE"), ("Billing IVR", "INBOUNDCALL"),
+              ("VIP In-Queue", "INQUEUECALL"), ("FAQ Bot", "BOT"), ("Case Workflow", "WORKFLOW"),
+              ("Support IVR", "INBOUNDCALL"), ("Sales IVR", "INBOUNDCALL"), ("Callback In-Queue", "INQUEUECALL"),
+              ("German IVR", "INBOUNDCALL"), ("Survey Module", "COMMONMODULE"), ("Claims IVR", "INBOUNDCALL"),
+              ("Order Status Bot", "BOT"), ("Escalation Workflow", "WORKFLOW"), ("Collections IVR", "INBOUNDCALL")]
+_CFG_DEPARTMENTS = ["Customer Service", "Sales", "Technical Support", "Billing", "Back Office"]
+_CFG_TITLES = ["Agent", "Senior Agent", "Team Lead", "Supervisor"]
+_CFG_KIND_ORDER = ("divisions", "skills", "languages", "wrapupcodes", "schedules", "schedulegroups", "users",
+                   "flows", "queues", "trunkbasesettings")
+_CFG_BASE_DATE = datetime(2025, 3, 3, 9, 0, tzinfo=timezone.utc)
+
+
+def _select_only(only, counts, seed):
+    """kind -> sorted list of selected plan indices (populate_config_org's `only`)."""
+    if only is None:
+        return {k: list(range(n)) for k, n in counts.items()}
+    if isinstance(only, (int, float)) and not isinstance(only, bool):
+        only = {k: float(only) for k in counts}
+    elif isinstance(only, (list, tuple, set, frozenset)):
+        only = {k: 1.0 for k in only}
+    if not isinstance(only, dict):
+        raise TypeError("only must be None, a fraction, a list of kinds or a dict kind -> fraction/count")
+    unknown = set(only) - set(counts)
+    if unknown:
+        raise KeyError("unknown kind(s) in only: %s" % ", ".join(sorted(unknown)))
+    selected = {}
+    for kind, n in counts.items():
+        want = only.get(kind, 0)
+        k = min(n, want if isinstance(want, int) and not isinstance(want, bool) else math.ceil(float(want) * n))
+        selected[kind] = sorted(random.Random("%s:%s:only" % (seed, kind)).sample(range(n), k)) if k else []
+    return selected
+
+
+def populate_config_org(org, seed=0, skills=60, wrapupcodes=40, schedules=10, schedulegroups=4, queues=80, flows=20,
+                        trunks=2, languages=5, users=30, divisions=2, name_prefix="", only=None, variant=0):
+    """Adds a realistic section-8 configuration to org (directly into the store); returns {kind: [ids]}.
+
+    A plan of every object (names, structure, settings) is drawn first, so it depends only on the seed
+    and the counts: two orgs populated with the same seed hold the same names and structure (like a
+    cloned org); ids depend on the seed, the org's name and name_prefix. `only` (a fraction, a list of
+    kinds, or {kind: fraction or count}) materializes just a seeded sample of the plan, with references
+    to objects left out dropped: a target pre-populated with some same-named objects. `variant` != 0
+    changes settings (descriptions, timeouts, ...) but not names or structure. `divisions` counts the
+    home division (reused when the org has one). See tests/FAKE_SPEC.md for the shapes and YAML layout."""
+    counts = {"divisions": max(1, divisions), "skills": skills, "languages": languages, "wrapupcodes": wrapupcodes,
+              "schedules": schedules, "schedulegroups": schedulegroups, "users": users, "flows": flows,
+              "queues": queues, "trunkbasesettings": trunks}
+    rs = random.Random("%s:config-struct" % seed)                 # names and structure
+    rv = random.Random("%s:%s:config-settings" % (seed, variant))  # settings
+    rid = random.Random("%s:%s:%s:config-ids" % (seed, org.name, name_prefix))
+    sel = _select_only(only, counts, seed)
+    P = name_prefix
+    vtag = "" if not variant else " (v%d)" % variant
+
+    def pick_div():
+        n = counts["divisions"]
+        return 0 if n == 1 or rs.random() < 0.7 else 1 + int(rs.random() * (n - 1))
+
+    def sample(n_pool, lo, hi):
+        if n_pool <= 0:
+            return []
+        k = min(n_pool, lo + int(rs.random() * (hi - lo + 1)))
+        return sorted(rs.sample(range(n_pool), k))
+
+    # ---- the plan (no org access) --------------------------------------------------------------
+    plan = {k: [] for k in counts}
+    plan["divisions"] = [{"name": "Home"}] + [{"name": P + nm} for nm in _names(_CFG_DIVISIONS[1:], counts["divisions"] - 1)]
+    for d in plan["divisions"][1:]:
+        d["description"] = "%s division%s" % (d["name"], vtag)
+    for nm in _names(_CFG_SKILLS, skills):
+        plan["skills"].append({"name": P + nm, "div": pick_div()})
+    for nm in _names(_CFG_LANGUAGES, languages):
+        plan["languages"].append({"name": P + nm})
+    for nm in _names(_CFG_WRAPUPS, wrapupcodes):
+        plan["wrapupcodes"].append({"name": P + nm, "div": pick_div(), "description": "%s%s" % (nm, vtag)})
+    for i in range(schedules):
+        nm, start, end, rrule, role = _CFG_SCHEDULES[i % len(_CFG_SCHEDULES)]
+        if i >= len(_CFG_SCHEDULES):
+            nm = "%s %d" % (nm, i // len(_CFG_SCHEDULES) + 1)
+        plan["schedules"].append({"name": P + nm, "div": pick_div(), "start": start, "end": end, "rrule": rrule,
+                                  "role": role, "description": "%s schedule%s" % (nm, vtag)})
+    by_role = {r: [i for i, s in enumerate(plan["schedules"]) if s["role"] == r] for r in ("open", "closed", "holiday")}
+    for i in range(schedulegroups):
+        nm, tz = _CFG_SCHEDULE_GROUPS[i % len(_CFG_SCHEDULE_GROUPS)]
+        if i >= len(_CFG_SCHEDULE_GROUPS):
+            nm = "%s %d" % (nm, i // len(_CFG_SCHEDULE_GROUPS) + 1)
+        lists = {}
+        for key, role, lo, hi in (("openSchedules", "open", 1, 2), ("closedSchedules", "closed", 0, 1),
+                                  ("holidaySchedules", "holiday", 1, 3)):
+            pool = by_role[role]
+            lists[key] = [pool[j] for j in sample(len(pool), lo, hi)]
+        plan["schedulegroups"].append({"name": P + nm, "div": pick_div(), "timeZone": tz, "lists": lists,
+                                       "description": "%s%s" % (nm, vtag)})
+    emails = set()
+    for i in range(users):
+        first, last = rs.choice(_FIRST), rs.choice(_LAST)
+        local = "%s%s.%s" % (re.sub(r"[^a-z0-9]+", ".", P.lower()).strip(".") + "." if P.strip() else "",
+                             first.lower(), last.lower())
+        email, n = local + "@example.com", 2
+        while email in emails:
+            email, n = "%s%d@example.com" % (local, n), n + 1
+        emails.add(email)
+        plan["users"].append({"name": "%s%s %s" % (P, first, last), "email": email, "div": pick_div(),
+                              "department": rs.choice(_CFG_DEPARTMENTS), "title": rs.choice(_CFG_TITLES)})
+    flow_names = _names([nm for nm, _ in _CFG_FLOWS], flows)
+    for i, nm in enumerate(flow_names):
+        plan["flows"].append({"name": P + nm, "type": _CFG_FLOWS[i % len(_CFG_FLOWS)][1], "div": pick_div(),
+                              "description": "%s flow%s" % (nm, vtag)})
+    inqueue = [i for i, f in enumerate(plan["flows"]) if f["type"] == "INQUEUECALL"]
+    for i, nm in enumerate(_names(_CFG_QUEUES, queues)):
+        n_rings = 1 + int(rs.random() * 4)
+        rings = [sample(skills, 0 if r == n_rings - 1 else 1, 0 if r == n_rings - 1 else 2) for r in range(n_rings)]
+        plan["queues"].append({
+            "name": P + nm, "div": pick_div(), "rings": rings,
+            "wrapups": sample(wrapupcodes, 1, 6),
+            "queueFlow": inqueue[int(rs.random() * len(inqueue))] if inqueue and rs.random() < 0.5 else None,
+            "members": int(rs.random() * 25),
+            "description": "%s queue%s" % (nm, vtag),
+            "skillEvaluationMethod": rv.choice(("ALL", "BEST", "NONE")),
+            "wrapupPrompt": rv.choice(("MANDATORY_TIMEOUT", "OPTIONAL", "MANDATORY")),
+            "acwTimeoutMs": rv.choice((15000, 30000, 60000, 120000)),
+            "alerting": rv.choice((8, 10, 15, 30)),
+            "serviceLevel": rv.choice((0.8, 0.9)),
+            "threshold": rv.choice((5, 9, 15)),
+            "ringSeconds": [rv.choice((10.0, 15.0, 30.0)) for _ in range(n_rings)],
+            "callingPartyName": "%s Team" % nm if rv.random() < 0.5 else None,
+        })
+    for i, f in enumerate(plan["flows"]):            # what each flow's content uses
+        ftype = f["type"]
+        calls = ftype in ("INBOUNDCALL", "INBOUNDCHAT", "INBOUNDEMAIL", "INBOUNDSHORTMESSAGE")
+        f["queues"] = sample(queues, 1, 3)
+        f["schedulegroups"] = sample(schedulegroups, 1, 1) if calls and rs.random() < 0.8 else []
+        f["skills"] = sample(skills, 1, 2)
+        f["wrapupcodes"] = sample(wrapupcodes, 0, 1) if ftype != "INQUEUECALL" else []
+        f["users"] = sample(users, 1, 1) if rs.random() < 0.5 else []
+        targets = []
+        if flows >= 2 and i in (0, 1):
+            targets.append(1 - i)                    # Main IVR <-> After Hours IVR: a cycle
+        elif flows >= 3 and rs.random() < 0.6:
+            j = int(rs.random() * flows)
+            if j != i:
+                targets.append(j)
+        if ftype == "INBOUNDCALL":
+            targets += [j for j, g in enumerate(plan["flows"]) if g["type"] == "COMMONMODULE" and j != i][:1]
+        f["flows"] = targets
+    for i in range(trunks):
+        if i == 0:
+            plan["trunkbasesettings"].append({"name": P + "Genesys Cloud Voice Trunk", "managed": True})
+        else:
+            nm = "BYOC Carrier Trunk" if i == 1 else "BYOC Carrier Trunk %d" % i
+            plan["trunkbasesettings"].append({"name": P + nm, "managed": False, "n": i,
+                                              "description": "SIP trunk to carrier %d%s" % (i, vtag)})
+    ids = {k: [_rng_uuid(rid) for _ in plan[k]] for k in _CFG_KIND_ORDER}
+    secrets_rng = random.Random("%s:%s:%s:config-secrets" % (seed, org.name, name_prefix))
+
+    # ---- materialize ----------------------------------------------------------------------------
+    made = {k: {} for k in counts}                   # kind -> plan index -> object
+    refs = {k: [] for k in KINDS}
+
+    def date(kind, i):
+        return _iso(_CFG_BASE_DATE + timedelta(hours=7 * i + 3 * _CFG_KIND_ORDER.index(kind)))
+
+    def ref(kind, i):
+        o = made[kind].get(i)
+        return None if o is None else {"id": o["id"], "name": o["name"], "selfUri": o["selfUri"]}
+
+    def div(i):
+        return ref("divisions", i) or ref("divisions", 0)
+
+    def store(kind, i, obj):
+        if kind == "flows":
+            taken = any(o.get("name") == obj["name"] and o.get("type") == obj["type"] for o in org.objects[kind].values())
+        elif kind == "users":                        # users are unique by email (names may repeat, as in real orgs)
+            taken = any(str(o.get("email", "")).lower() == obj["email"] for o in org.objects[kind].values())
+        else:
+            taken = any(o.get("name") == obj["name"] for o in org.objects[kind].values())
+        if taken:
+            raise ValueError("populate_config_org: %s %r already exists in org %s (use name_prefix)"
+                             % (kind, obj.get("email", obj["name"]), org.name))
+        obj["selfUri"] = "%s/%s" % (_SELF_URI_BASE[kind], obj["id"])
+        org.objects[kind][obj["id"]] = obj
+        made[kind][i] = obj
+        refs[kind].append(obj["id"])
+        return obj
+
+    with org.lock:
+        home = next((d for d in org.objects["divisions"].values() if d.get("homeDivision")), None)
+        if home is None:
+            store("divisions", 0, {"id": ids["divisions"][0], "name": "Home", "description": "Home division",
+                                   "homeDivision": True})
+        else:
+            made["divisions"][0] = home
+            refs["divisions"].append(home["id"])
+        for i in sel["divisions"]:
+            if i:
+                p = plan["divisions"][i]
+                store("divisions", i, {"id": ids["divisions"][i], "name": p["name"], "description": p["description"],
+                                       "homeDivision": False})
+        for i in sel["skills"]:
+            p = plan["skills"][i]
+            store("skills", i, {"id": ids["skills"][i], "name": p["name"], "division": div(p["div"]),
+                                "state": "active", "version": "1", "dateModified": date("skills", i)})
+        for i in sel["languages"]:
+            store("languages", i, {"id": ids["languages"][i], "name": plan["languages"][i]["name"],
+                                   "state": "active", "version": "1", "dateModified": date("languages", i)})
+        for i in sel["wrapupcodes"]:
+            p = plan["wrapupcodes"][i]
+            store("wrapupcodes", i, {"id": ids["wrapupcodes"][i], "name": p["name"], "division": div(p["div"]),
+                                     "description": p["description"], "dateCreated": date("wrapupcodes", i),
+                                     "dateModified": date("wrapupcodes", i)})
+        for i in sel["schedules"]:
+            p = plan["schedules"][i]
+            store("schedules", i, {"id": ids["schedules"][i], "name": p["name"], "division": div(p["div"]),
+                                   "description": p["description"], "version": 1, "state": "active",
+                                   "dateCreated": date("schedules", i), "dateModified": date("schedules", i),
+                                   "start": p["start"], "end": p["end"], "rrule": p["rrule"]})
+        for i in sel["schedulegroups"]:
+            p = plan["schedulegroups"][i]
+            obj = {"id": ids["schedulegroups"][i], "name": p["name"], "division": div(p["div"]),
+                   "description": p["description"], "version": 1, "state": "active",
+                   "dateCreated": date("schedulegroups", i), "dateModified": date("schedulegroups", i),
+                   "timeZone": p["timeZone"]}
+            for key, idx in p["lists"].items():
+                obj[key] = [r for r in (ref("schedules", j) for j in idx) if r]
+            store("schedulegroups", i, obj)
+        for i in sel["users"]:
+            p = plan["users"][i]
+            store("users", i, {"id": ids["users"][i], "name": p["name"], "division": div(p["div"]),
+                               "email": p["email"], "username": p["email"], "state": "active", "version": 1,
+                               "department": p["department"], "title": p["title"]})
+        for i in sel["flows"]:                       # objects first (contents refer to queues and flows)
+            p = plan["flows"][i]
+            store("flows", i, {"id": ids["flows"][i], "name": p["name"], "division": div(p["div"]),
+                               "description": p["description"], "type": p["type"], "active": True, "system": False,
+                               "deleted": False, "publishedVersion": {"id": "1.0"}})
+        for i in sel["queues"]:
+            p = plan["queues"][i]
+            rings = []
+            for r, skill_idx in enumerate(p["rings"]):
+                ring = {"expansionCriteria": [{"type": "TIMEOUT_SECONDS", "threshold": p["ringSeconds"][r]}]}
+                ring["actions"] = {"skillsToRemove": [x for x in (ref("skills", j) for j in skill_idx) if x]}
+                rings.append(ring)
+            sl = {"percentage": p["serviceLevel"], "durationMs": 20000}
+            obj = {"id": ids["queues"][i], "name": p["name"], "division": div(p["div"]),
+                   "description": p["description"], "dateCreated": date("queues", i),
+                   "dateModified": date("queues", i), "memberCount": p["members"],
+                   "userMemberCount": p["members"], "joinedMemberCount": p["members"] // 2,
+                   "mediaSettings": {
+                       "call": {"enableAutoAnswer": False, "alertingTimeoutSeconds": p["alerting"], "serviceLevel": sl},
+                       "callback": {"enableAutoAnswer": False, "alertingTimeoutSeconds": 30, "serviceLevel": sl},
+                       "chat": {"enableAutoAnswer": False, "alertingTimeoutSeconds": 30, "serviceLevel": sl},
+                       "email": {"enableAutoAnswer": False, "alertingTimeoutSeconds": 300,
+                                 "serviceLevel": {"percentage": 0.8, "durationMs": 86400000}},
+                       "message": {"enableAutoAnswer": False, "alertingTimeoutSeconds": 30, "serviceLevel": sl}},
+                   "routingRules": [{"operator": "MEETS_THRESHOLD", "threshold": p["threshold"], "waitSeconds": 2.0}],
+                   "bullseye": {"rings": rings},
+                   "acwSettings": {"wrapupPrompt": p["wrapupPrompt"], "timeoutMs": p["acwTimeoutMs"]},
+                   "skillEvaluationMethod": p["skillEvaluationMethod"], "scoringMethod": "TimestampAndPriority",
+                   "lastAgentRoutingMode": "Disabled", "autoAnswerOnly": False, "enableTranscription": False,
+                   "enableAudioMonitoring": False, "enableManualAssignment": False,
+                   "suppressInQueueCallRecording": True}
+            qf = ref("flows", p["queueFlow"]) if p["queueFlow"] is not None else None
+            if qf:
+                obj["queueFlow"] = qf
+            if p["callingPartyName"]:
+                obj["callingPartyName"] = p["callingPartyName"]
+            store("queues", i, obj)
+            codes = [made["wrapupcodes"][j]["id"] for j in p["wrapups"] if j in made["wrapupcodes"]]
+            if codes:
+                org._queue_wrapups[obj["id"]] = codes
+        for i in sel["flows"]:
+            p, obj = plan["flows"][i], made["flows"][i]
+            d = obj["division"]
+
+            def named(kind, idx):
+                return [(made[kind][j]["name"], made[kind][j]["id"]) for j in idx if j in made[kind]]
+
+            content_refs = {"scheduleGroups": named("schedulegroups", p["schedulegroups"]),
+                            "queues": named("queues", p["queues"]), "skills": named("skills", p["skills"]),
+                            "wrapupCodes": named("wrapupcodes", p["wrapupcodes"]),
+                            "users": named("users", p["users"]),
+                            "flows": [(made["flows"][j]["name"], made["flows"][j]["id"], made["flows"][j]["type"])
+                                      for j in p["flows"] if j in made["flows"]]}
+            org.flow_content[obj["id"]] = _flow_yaml(p["type"], obj["name"], obj.get("description"),
+                                                     (d["name"], d["id"]), content_refs)
+        for i in sel["trunkbasesettings"]:
+            p = plan["trunkbasesettings"][i]
+            obj = {"id": ids["trunkbasesettings"][i], "name": p["name"], "division": div(0), "version": 1,
+                   "state": "active", "dateCreated": date("trunkbasesettings", i),
+                   "dateModified": date("trunkbasesettings", i), "trunkType": "EXTERNAL", "managed": p["managed"]}
+            if p["managed"]:
+                obj["description"] = "Managed by Genesys Cloud Voice"
+                obj["trunkMetabase"] = {"id": "external_sip_pcv_cloud_voice.json", "name": "Genesys Cloud Voice"}
+                obj["properties"] = {
+                    "trunk_label": {"type": "string", "value": {"default": "", "instance": p["name"]}},
+                    "trunk_enabled": {"type": "boolean", "value": {"default": True, "instance": True}}}
+            else:
+                n = p["n"]
+                obj["description"] = p["description"]
+                obj["trunkMetabase"] = {"id": "external_sip_pcv_byoc_carrier.json", "name": "BYOC Carrier"}
+                obj["properties"] = {
+                    "trunk_label": {"type": "string", "value": {"default": "", "instance": p["name"]}},
+                    "trunk_enabled": {"type": "boolean", "value": {"default": True, "instance": True}},
+                    "trunk_transport_sip_proxy": {"type": "string",
+                                                  "value": {"default": "", "instance": "sip%d.carrier.example.net" % n}},
+                    "trunk_max_dial_timeout": {"type": "string", "value": {"default": "1m", "instance": "2m"}},
+                    "trunk_sip_authentication_credentials_realm": {
+                        "type": "string", "value": {"default": "", "instance": "sip%d.carrier.example.net" % n}},
+                    "trunk_sip_authentication_credentials_username": {
+                        "type": "string", "value": {"default": "", "instance": "%s-trunk-%d" % (org.name, n)}},
+                    "trunk_sip_authentication_credentials_password": {
+                        "type": "string", "value": {"default": "", "instance": "%032x" % secrets_rng.getrandbits(128)}},
+                }
+            store("trunkbasesettings", i, obj)
+    return refs
+
+
+def copy_some_names(source, target, kinds=("skills", "wrapupcodes", "queues", "flows"), count=3, seed=0):
+    """Creates in target `count` objects per kind with the names of source objects (a seeded sample; flows
+    keep their type): same names, new ids, plain settings and no references (home division). For
+    conflict tests against any source org. Returns {kind: [target ids]}."""
+    rng = random.Random("%s:copy-names" % seed)
+    out = {}
+    with source.lock:
+        picks = {}
+        for kind in kinds:
+            pool = sorted((o for o in source.objects[kind].values()
+                           if not o.get("homeDivision") and not o.get("managed")), key=_name_key)
+            picks[kind] = [dict(o) for o in rng.sample(pool, min(count, len(pool)))]
+    with target.lock:
+        home = target._home_ref()
+        for kind, objs in picks.items():
+            ids = out.setdefault(kind, [])
+            for o in objs:
+                oid = str(uuid.uuid4())
+                obj = {"id": oid, "name": o["name"]}
+                if kind in ("skills", "wrapupcodes", "schedules", "schedulegroups", "queues", "flows",
+                            "trunkbasesettings", "users"):
+                    obj["division"] = dict(home)
+                if kind in ("skills", "languages"):
+                    obj.update(state="active", version="1")
+                elif kind in _INT_VERSIONED:
+                    obj.update(state="active", version=1)
+                if kind == "divisions":
+                    obj["homeDivision"] = False
+                elif kind == "wrapupcodes":
+                    obj["description"] = "pre-existing in %s" % target.name
+                elif kind == "schedules":
+                    obj.update(start=o.get("start", "2026-01-05T09:00:00.000"), end=o.get("end", "2026-01-05T17:00:00.000"),
+                               rrule=o.get("rrule", "FREQ=WEEKLY;BYDAY=MO"))
+                elif kind == "schedulegroups":
+                    obj.update(timeZone=o.get("timeZone", "Europe/Berlin"), openSchedules=[], closedSchedules=[],
+                               holidaySchedules=[])
+                elif kind == "queues":
+                    obj.update(description="pre-existing in %s" % target.name, memberCount=0, userMemberCount=0,
+                               joinedMemberCount=0, **copy.deepcopy(_QUEUE_DEFAULTS))
+                elif kind == "flows":
+                    obj.update(type=o.get("type", "INBOUNDCALL"), active=True, system=False, deleted=False,
+                               publishedVersion={"id": "1.0"})
+                elif kind == "trunkbasesettings":
+                    obj.update(trunkType=o.get("trunkType", "EXTERNAL"), managed=False,
+                               trunkMetabase=dict(o.get("trunkMetabase") or {"id": "external_sip_pcv_byoc_carrier.json"}),
+                               properties={})
+                elif kind == "users":
+                    obj.update(email=o.get("email"), username=o.get("email"), state="active", version=1)
+                obj["selfUri"] = "%s/%s" % (_SELF_URI_BASE[kind], oid)
+                target.objects[kind][oid] = obj
+                ids.append(oid)
+                if kind == "flows":
+                    target.flow_content[oid] = _flow_yaml(obj["type"] if obj["type"] in FLOW_TYPES else "INBOUNDCALL",
+                                                          obj["name"], None, (home["name"], home["id"]))
+    return out
 
 
 def _skeleton(n, start, end, seed, types):
@@ -1273,6 +2858,7 @@ def main(argv=None):
     ap.add_argument("--latency", type=float)
     ap.add_argument("--import-seconds-per-record", type=float)
     ap.add_argument("--export-job-seconds", type=float)
+    ap.add_argument("--flow-job-seconds", type=float)
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.orgs.split(",") if n.strip()]
     if not names:

@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -18,10 +19,15 @@ import pytest
 import requests
 
 from fake_genesys import (
+    REMOVE,
+    UUID_RE,
     FakeGenesys,
     InteractionSource,
     canonical_json,
+    copy_some_names,
     generate_interactions,
+    parse_flow_yaml,
+    populate_config_org,
     populate_reference_objects,
 )
 
@@ -66,6 +72,12 @@ class Api:
 
     def post(self, path, **kw):
         return self("POST", path, **kw)
+
+    def put(self, path, **kw):
+        return self("PUT", path, **kw)
+
+    def delete(self, path, **kw):
+        return self("DELETE", path, **kw)
 
 
 def wait_for(fn, timeout=5.0, interval=0.02):
@@ -725,3 +737,733 @@ def test_standalone_main():
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert out == "" and err == ""
+
+
+# ---- section 8: configuration objects -------------------------------------------------------------
+
+PATHS = {"divisions": "/api/v2/authorization/divisions", "skills": "/api/v2/routing/skills",
+         "languages": "/api/v2/routing/languages", "wrapupcodes": "/api/v2/routing/wrapupcodes",
+         "schedules": "/api/v2/architect/schedules", "schedulegroups": "/api/v2/architect/schedulegroups",
+         "queues": "/api/v2/routing/queues", "flows": "/api/v2/flows",
+         "trunkbasesettings": "/api/v2/telephony/providers/edges/trunkbasesettings", "users": "/api/v2/users"}
+ENTITY_MODELS = {"divisions": "AuthzDivision", "skills": "RoutingSkill", "languages": "Language",
+                 "wrapupcodes": "WrapupCode", "schedules": "Schedule", "schedulegroups": "ScheduleGroup",
+                 "queues": "Queue", "flows": "Flow", "trunkbasesettings": "TrunkBase", "users": "User"}
+LISTING_MODELS = {"divisions": "AuthzDivisionEntityListing", "skills": "SkillEntityListing",
+                  "languages": "LanguageEntityListing", "wrapupcodes": "WrapupCodeEntityListing",
+                  "schedules": "ScheduleEntityListing", "schedulegroups": "ScheduleGroupEntityListing",
+                  "queues": "QueueEntityListing", "flows": "FlowEntityListing",
+                  "trunkbasesettings": "TrunkBaseEntityListing", "users": "UserEntityListing"}
+MAX_PAGE = {"queues": 500, "skills": 500, "users": 500, "flows": 500}
+READ_ONLY = {"id", "selfUri", "version", "state", "dateCreated", "dateModified", "createdBy", "modifiedBy",
+             "memberCount", "userMemberCount", "joinedMemberCount"}
+
+
+def ok(r, status=200):
+    assert r.status_code == status, (r.status_code, r.text)
+    return r.json() if r.content else None
+
+
+def list_all(api, path, page_size=100, **params):
+    out, page = [], 1
+    while True:
+        body = ok(api.get(path, params={"pageSize": page_size, "pageNumber": page, **params}))
+        out += body["entities"]
+        if page >= body["pageCount"]:
+            return out
+        page += 1
+
+
+def config_org(fake, name="source", **kw):
+    org = fake.orgs[name]
+    org.rate_limit = 100000
+    org.status_rate_limit = 100000
+    org.flow_job_seconds = kw.pop("flow_job_seconds", 0.05)
+    return org, Api(org)
+
+
+def home_id(org):
+    return org.home_division()["id"]
+
+
+def make_queue(api, name, **fields):
+    return ok(api.post(PATHS["queues"], json={"name": name, **fields}))
+
+
+def run_flow_import(api, yaml_text, headers=None, timeout=5.0):
+    reg = ok(api.post("/api/v2/flows/jobs"))
+    put_headers = dict(reg["headers"]) if headers is None else headers
+    r = session().put(reg["presignedUrl"], data=yaml_text.encode("utf-8"), headers=put_headers, timeout=10)
+    assert r.status_code == 200, r.text
+    return wait_for(lambda: (lambda j: j if j["status"] in ("Success", "Failure") else None)(
+        ok(api.get("/api/v2/flows/jobs/" + reg["id"], params={"expand": "messages"}))), timeout=timeout)
+
+
+def split_documents(text):
+    """A flow export: YAML documents joined by lines `---`."""
+    return re.split(r"^---\n", text, flags=re.M)
+
+
+def run_flow_export(api, flow_ids, timeout=5.0):
+    job = ok(api.post("/api/v2/flows/export/jobs",
+                      json={"flows": [{"flow": {"id": f}, "exportType": "Yaml"} for f in flow_ids]}))
+    return job, wait_for(lambda: (lambda j: j if j["status"] in ("Success", "Failure") else None)(
+        ok(api.get("/api/v2/flows/export/jobs/" + job["id"]))), timeout=timeout)
+
+
+def test_config_lists_paging_limits_and_model_fields(fake):
+    org, api = config_org(fake)
+    populate_config_org(org, seed=1, skills=7, wrapupcodes=3, queues=4, flows=4, users=5, schedules=3,
+                        schedulegroups=2, languages=2, divisions=2, trunks=2)
+    for kind, path in PATHS.items():
+        body = ok(api.get(path))
+        assert_fits_model(body, LISTING_MODELS[kind])
+        assert {"entities", "pageSize", "pageNumber", "total", "pageCount", "firstUri", "lastUri",
+                "selfUri"} <= set(body)
+        assert body["pageSize"] == 25 and body["pageNumber"] == 1 and body["total"] == len(org.objects[kind])
+        for entity in body["entities"]:
+            assert_fits_model(entity, ENTITY_MODELS[kind])
+            assert entity["selfUri"] == path + "/" + entity["id"]
+            assert_fits_model(ok(api.get(entity["selfUri"])), ENTITY_MODELS[kind])
+        biggest = MAX_PAGE.get(kind, 100)
+        assert ok(api.get(path, params={"pageSize": biggest}))["pageSize"] == biggest
+        assert_error(api.get(path, params={"pageSize": biggest + 1}), 400, "bad.request")
+    assert_error(api.get(PATHS["skills"], params={"pageNumber": 0}), 400, "bad.request")
+    assert_error(api.get(PATHS["skills"], params={"pageSize": "x"}), 400, "bad.request")
+    # paging walks a sorted list; nextUri only where there is a next page
+    names = [o["name"] for o in org.objects["skills"].values()]
+    pages = [ok(api.get(PATHS["skills"], params={"pageSize": 3, "pageNumber": p})) for p in (1, 2, 3, 4)]
+    assert [p["pageCount"] for p in pages] == [3] * 4 and pages[0]["total"] == 7
+    walked = [e["name"] for p in pages[:3] for e in p["entities"]]
+    assert walked == sorted(names, key=lambda n: (n.casefold(), n)) and pages[3]["entities"] == []
+    assert pages[0]["nextUri"] == "/api/v2/routing/skills?pageSize=3&pageNumber=2" and "previousUri" not in pages[0]
+    assert "nextUri" not in pages[2] and pages[2]["previousUri"].endswith("pageNumber=2")
+    assert pages[1]["lastUri"] == "/api/v2/routing/skills?pageSize=3&pageNumber=3"
+    assert pages[1]["firstUri"].endswith("pageNumber=1") and pages[1]["selfUri"].endswith("pageNumber=2")
+    assert fake.server_errors == []
+
+
+def test_config_name_filter_case_insensitive_with_wildcard(fake):
+    org, api = config_org(fake)
+    for name in ("Billing", "billing", "Billing Expert", "Rebilling", "Sales"):
+        ok(api.post(PATHS["skills"], json={"name": name}))
+    found = lambda pattern: sorted(e["name"] for e in ok(api.get(PATHS["skills"], params={"name": pattern}))["entities"])  # noqa: E731
+    assert found("billing") == ["Billing", "billing"]
+    assert found("BILLING*") == ["Billing", "Billing Expert", "billing"]
+    assert found("*bill*") == ["Billing", "Billing Expert", "Rebilling", "billing"]
+    assert found("nothing") == []
+    body = ok(api.get(PATHS["skills"], params={"name": "bill*", "pageSize": 2}))
+    assert body["total"] == 3 and body["nextUri"] == "/api/v2/routing/skills?pageSize=2&pageNumber=2&name=bill%2A"
+
+
+def test_config_names_unique_case_sensitively(fake):
+    org, api = config_org(fake)
+    for kind in ("skills", "languages", "wrapupcodes", "divisions", "queues"):
+        ok(api.post(PATHS[kind], json={"name": "Billing"}))
+        assert_error(api.post(PATHS[kind], json={"name": "Billing"}), 409, "general.conflict")
+        ok(api.post(PATHS[kind], json={"name": "billing"}))           # another object
+    sched = {"start": "2026-01-05T08:00:00.000", "end": "2026-01-05T18:00:00.000"}
+    ok(api.post(PATHS["schedules"], json={"name": "Open", **sched}))
+    assert_error(api.post(PATHS["schedules"], json={"name": "Open", **sched}), 409, "general.conflict")
+    # flows: unique per name and type
+    ok(api.post(PATHS["flows"], json={"name": "Main", "type": "INBOUNDCALL"}))
+    ok(api.post(PATHS["flows"], json={"name": "Main", "type": "INBOUNDCHAT"}))
+    assert_error(api.post(PATHS["flows"], json={"name": "Main", "type": "INBOUNDCALL"}), 409, "general.conflict")
+    # a rename onto another object's name conflicts too
+    a = make_queue(api, "Queue A")
+    assert_error(api.put(PATHS["queues"] + "/" + a["id"], json={"name": "Billing"}), 409, "general.conflict")
+    assert ok(api.put(PATHS["queues"] + "/" + a["id"], json={"name": "Queue A"}))["name"] == "Queue A"
+    # concurrent creates of one name: exactly one wins
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        Api(org).post(PATHS["wrapupcodes"], json={"name": "Race"}).status_code)) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200] + [409] * 11
+    assert fake.server_errors == []
+
+
+def test_config_create_read_only_and_unknown_fields(fake):
+    org, api = config_org(fake)
+    assert_error(api.post(PATHS["skills"], json={"name": "X", "id": "0" * 8}), 400, "bad.request")
+    assert_error(api.post(PATHS["skills"], json={"name": "X", "version": "1"}), 409, "general.conflict")
+    assert_error(api.post(PATHS["schedules"], json={"name": "X", "version": 1, "start": "2026-01-05T08:00:00",
+                                                    "end": "2026-01-05T09:00:00"}), 409, "general.conflict")
+    assert_error(api.post(PATHS["queues"], json={"name": "X", "id": "abc"}), 400, "bad.request")
+    ignored = {"selfUri": "/x", "state": "deleted", "dateCreated": "2020-01-01T00:00:00.000Z",
+               "dateModified": "2020-01-01T00:00:00.000Z", "createdBy": "me", "modifiedBy": "me",
+               "memberCount": 99, "userMemberCount": 99, "joinedMemberCount": 99}
+    q = make_queue(api, "Q", division={"id": home_id(org), "name": "Wrong name"}, **ignored)
+    assert q["division"]["name"] == "Home" and q["memberCount"] == 0 and q["selfUri"].endswith(q["id"])
+    assert q["dateCreated"] != ignored["dateCreated"] and "createdBy" not in q
+    assert_fits_model(q, "Queue")
+    # fields the request models do not have
+    body = assert_error(api.post(PATHS["queues"], json={"name": "Y", "colour": "red"}), 400, "bad.request")
+    assert "colour" in body["message"]
+    assert_error(api.post(PATHS["skills"], json={"name": "S", "division": {"id": home_id(org)}}), 400, "bad.request")
+    skill = ok(api.post(PATHS["skills"], json={"name": "S", "divisionId": home_id(org), "state": "inactive"}))
+    assert skill["version"] == "1" and skill["state"] == "active" and skill["division"]["id"] == home_id(org)
+    assert_fits_model(skill, "RoutingSkill")
+    assert_error(api.post(PATHS["skills"], json={"divisionId": home_id(org)}), 400, "bad.request")   # no name
+    assert_error(api.post(PATHS["skills"], data="not json",
+                          headers={"Content-Type": "application/json"}), 400, "bad.request")
+    assert_error(api.post(PATHS["users"], json={"name": "U"}), 405, "method.not.allowed")
+    assert_error(api.post(PATHS["flows"], json={"name": "F", "type": "inboundcall"}), 400, "bad.request")
+    assert_error(api.post(PATHS["queues"], json={"name": "Z", "skillEvaluationMethod": "SOME"}), 400, "bad.request")
+    assert_error(api.post(PATHS["schedules"], json={"name": "Z", "start": "2026-01-05T08:00:00Z",
+                                                    "end": "2026-01-05T09:00:00Z"}), 400, "bad.request")
+    assert_error(api.post(PATHS["schedulegroups"], json={"name": "G", "timeZone": "Mars/Olympus"}), 400,
+                 "bad.request")
+
+
+def test_config_version_rules(fake):
+    org, api = config_org(fake)
+    assert ok(api.post(PATHS["skills"], json={"name": "S"}))["version"] == "1"
+    assert ok(api.post(PATHS["languages"], json={"name": "L"}))["version"] == "1"
+    for kind in ("queues", "wrapupcodes", "flows"):
+        body = {"name": "N"} if kind != "flows" else {"name": "N", "type": "WORKFLOW"}
+        assert "version" not in ok(api.post(PATHS[kind], json=body))
+    sched = ok(api.post(PATHS["schedules"], json={"name": "Open", "start": "2026-01-05T08:00:00.000",
+                                                  "end": "2026-01-05T18:00:00.000", "rrule": "FREQ=DAILY"}))
+    assert sched["version"] == 1
+    url = PATHS["schedules"] + "/" + sched["id"]
+    update = {"name": "Open", "start": "2026-01-05T09:00:00.000", "end": "2026-01-05T18:00:00.000"}
+    assert_error(api.put(url, json=update), 409, "general.conflict")                    # missing
+    assert_error(api.put(url, json={**update, "version": 2}), 409, "general.conflict")  # not current
+    assert_error(api.put(url, json={**update, "version": "1"}), 409, "general.conflict")
+    after = ok(api.put(url, json={**update, "version": 1, "id": sched["id"]}))
+    assert after["version"] == 2 and after["start"] == update["start"] and after["dateCreated"] == sched["dateCreated"]
+    assert "rrule" not in after, "PUT replaces the writable fields"
+    assert_error(api.put(url, json={**update, "version": 1}), 409, "general.conflict")  # now stale
+    assert ok(api.put(url, json={**update, "version": 2}))["version"] == 3
+    grp = ok(api.post(PATHS["schedulegroups"], json={"name": "G", "timeZone": "Europe/Berlin"}))
+    assert grp["version"] == 1 and grp["openSchedules"] == []
+    assert ok(api.put(PATHS["schedulegroups"] + "/" + grp["id"],
+                      json={"name": "G", "timeZone": "Europe/Paris", "version": 1}))["version"] == 2
+    trunk = ok(api.post(PATHS["trunkbasesettings"], json={"name": "T", "trunkMetabase": {"id": "external_sip.json"}}))
+    assert trunk["version"] == 1 and trunk["managed"] is False
+    assert_error(api.put(PATHS["trunkbasesettings"] + "/" + trunk["id"],
+                         json={"name": "T", "trunkMetabase": {"id": "external_sip.json"}}), 409, "general.conflict")
+    # no version on queues: sending one is not a field of the model
+    q = make_queue(api, "Q")
+    assert_error(api.put(PATHS["queues"] + "/" + q["id"], json={"name": "Q", "version": 1}), 400, "bad.request")
+    assert_error(api.put(PATHS["queues"] + "/" + q["id"], json={"name": "Q", "id": "other"}), 400, "bad.request")
+    # no PUT on skills, languages, users
+    skill = ok(api.get(PATHS["skills"]))["entities"][0]
+    assert_error(api.put(PATHS["skills"] + "/" + skill["id"], json={"name": "S2"}), 405, "method.not.allowed")
+    assert_error(api.put(PATHS["queues"] + "/nope", json={"name": "Q"}), 404, "not.found")
+
+
+def test_config_reference_checks(fake):
+    org, api = config_org(fake)
+    missing = "00000000-0000-4000-8000-000000000000"
+    body = assert_error(api.post(PATHS["wrapupcodes"], json={"name": "W", "division": {"id": missing}}), 400,
+                        "bad.request")
+    assert missing in body["message"] and body["details"][0]["entityId"] == missing
+    assert missing in assert_error(api.post(PATHS["skills"], json={"name": "S", "divisionId": missing}), 400,
+                                   "bad.request")["message"]
+    other = ok(api.post(PATHS["divisions"], json={"name": "EMEA", "description": "Europe"}))
+    assert other["homeDivision"] is False
+    assert_fits_model(other, "AuthzDivision")
+    w = ok(api.post(PATHS["wrapupcodes"], json={"name": "W", "division": {"id": other["id"]}}))
+    assert w["division"] == {"id": other["id"], "name": "EMEA", "selfUri": other["selfUri"]}
+    assert ok(api.post(PATHS["wrapupcodes"], json={"name": "W2"}))["division"]["id"] == home_id(org)
+    # schedule group -> schedules
+    s = ok(api.post(PATHS["schedules"], json={"name": "Open", "start": "2026-01-05T08:00:00",
+                                              "end": "2026-01-05T18:00:00"}))
+    body = assert_error(api.post(PATHS["schedulegroups"], json={"name": "G", "timeZone": "Europe/Berlin",
+                                                                "openSchedules": [{"id": s["id"]}],
+                                                                "holidaySchedules": [{"id": missing}]}), 400,
+                        "bad.request")
+    assert missing in body["message"]
+    g = ok(api.post(PATHS["schedulegroups"], json={"name": "G", "timeZone": "Europe/Berlin",
+                                                   "openSchedules": [{"id": s["id"], "name": "stale"}]}))
+    assert g["openSchedules"] == [{"id": s["id"], "name": "Open", "selfUri": s["selfUri"]}]
+    # queue -> skills (bullseye) and flows
+    skill = ok(api.post(PATHS["skills"], json={"name": "English"}))
+    ring = lambda sid: {"bullseye": {"rings": [{"expansionCriteria": [{"type": "TIMEOUT_SECONDS", "threshold": 10}],  # noqa: E731
+                                                "actions": {"skillsToRemove": [{"id": sid}]}}, {}]}}
+    assert missing in assert_error(api.post(PATHS["queues"], json={"name": "Q", **ring(missing)}), 400,
+                                   "bad.request")["message"]
+    for field in ("queueFlow", "emailInQueueFlow", "messageInQueueFlow"):
+        assert missing in assert_error(api.post(PATHS["queues"], json={"name": "Q", field: {"id": missing}}), 400,
+                                       "bad.request")["message"]
+    flow = ok(api.post(PATHS["flows"], json={"name": "In-Queue", "type": "INQUEUECALL"}))
+    q = make_queue(api, "Q", queueFlow={"id": flow["id"]}, **ring(skill["id"]))
+    assert q["bullseye"]["rings"][0]["actions"]["skillsToRemove"][0]["id"] == skill["id"]
+    assert q["queueFlow"]["id"] == flow["id"] and q["queueFlow"]["name"] == "In-Queue"
+    assert q["skillEvaluationMethod"] == "ALL" and q["acwSettings"] == {"wrapupPrompt": "OPTIONAL"}, "defaults"
+    assert_error(api.put(PATHS["queues"] + "/" + q["id"], json={"name": "Q", **ring(missing)}), 400, "bad.request")
+    # a PUT without division keeps the object's division
+    moved = ok(api.put(PATHS["wrapupcodes"] + "/" + w["id"], json={"name": "W", "description": "d"}))
+    assert moved["division"]["id"] == other["id"] and moved["description"] == "d"
+    # renaming a division shows in the objects that live in it
+    ok(api.put(PATHS["divisions"] + "/" + other["id"], json={"name": "Europe"}))
+    assert ok(api.get(PATHS["wrapupcodes"] + "/" + w["id"]))["division"]["name"] == "Europe"
+
+
+def test_queue_wrapupcodes_subresource(fake):
+    org, api = config_org(fake)
+    q = make_queue(api, "Q")
+    codes = [ok(api.post(PATHS["wrapupcodes"], json={"name": "Code %03d" % i})) for i in range(105)]
+    url = PATHS["queues"] + "/" + q["id"] + "/wrapupcodes"
+    assert_error(api.post(url, json=[{"id": c["id"]} for c in codes[:101]]), 400, "bad.request")
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert missing in assert_error(api.post(url, json=[{"id": codes[0]["id"]}, {"id": missing}]), 400,
+                                   "bad.request")["message"]
+    assert org.queue_wrapupcodes(q["id"]) == [], "nothing added by a failed POST"
+    answer = ok(api.post(url, json=[{"id": c["id"]} for c in reversed(codes[:100])]))
+    assert [c["id"] for c in answer] == [c["id"] for c in reversed(codes[:100])]
+    for c in answer:
+        assert_fits_model(c, "WrapupCode")
+    ok(api.post(url, json=[{"id": codes[0]["id"]}, {"id": codes[104]["id"]}]))       # adds only the new one
+    assert len(org.queue_wrapupcodes(q["id"])) == 101
+    assert_error(api.get(url, params={"pageSize": 101}), 400, "bad.request")
+    page = ok(api.get(url, params={"pageSize": 100}))
+    assert page["total"] == 101 and page["pageCount"] == 2
+    assert [e["name"] for e in page["entities"]] == ["Code %03d" % i for i in range(100)]
+    assert_fits_model(page, "WrapupCodeEntityListing")
+    assert r_status(api.delete(url + "/" + codes[3]["id"])) == 204
+    assert_error(api.delete(url + "/" + codes[3]["id"]), 404, "not.found")
+    assert codes[3]["id"] not in [c["id"] for c in org.queue_wrapupcodes(q["id"])]
+    assert_error(api.get(PATHS["queues"] + "/" + missing + "/wrapupcodes"), 404, "not.found")
+
+
+def r_status(r):
+    assert r.content == b"", r.content
+    return r.status_code
+
+
+def test_delete_in_use_is_409(fake):
+    org, api = config_org(fake)
+    div = ok(api.post(PATHS["divisions"], json={"name": "EMEA"}))
+    skill = ok(api.post(PATHS["skills"], json={"name": "English", "divisionId": div["id"]}))
+    code = ok(api.post(PATHS["wrapupcodes"], json={"name": "Resolved"}))
+    sched = ok(api.post(PATHS["schedules"], json={"name": "Open", "start": "2026-01-05T08:00:00",
+                                                  "end": "2026-01-05T18:00:00"}))
+    group = ok(api.post(PATHS["schedulegroups"], json={"name": "G", "timeZone": "Europe/Berlin",
+                                                       "closedSchedules": [{"id": sched["id"]}]}))
+    flow = ok(api.post(PATHS["flows"], json={"name": "In-Queue", "type": "INQUEUECALL"}))
+    q = make_queue(api, "Q", queueFlow={"id": flow["id"]},
+                   bullseye={"rings": [{"actions": {"skillsToRemove": [{"id": skill["id"]}]}}]})
+    ok(api.post(PATHS["queues"] + "/" + q["id"] + "/wrapupcodes", json=[{"id": code["id"]}]))
+    lang = ok(api.post(PATHS["languages"], json={"name": "German"}))
+    ivr = ok(api.post(PATHS["flows"], json={"name": "IVR", "type": "INBOUNDCALL"}))
+    org.set_flow_content(ivr["id"], "inboundCall:\n  name: IVR\n  settings:\n    language:\n      id: %s\n"
+                         % lang["id"].upper())
+    for kind, oid in (("skills", skill["id"]), ("wrapupcodes", code["id"]), ("schedules", sched["id"]),
+                      ("divisions", div["id"]), ("divisions", home_id(org)), ("languages", lang["id"])):
+        body = assert_error(api.delete(PATHS[kind] + "/" + oid), 409, "general.conflict")
+        assert oid in body["message"]
+    # flows may go while a queue and other flows refer to them
+    assert r_status(api.delete(PATHS["flows"] + "/" + flow["id"])) == 204
+    assert r_status(api.delete(PATHS["flows"] + "/" + ivr["id"])) == 204
+    assert ivr["id"] not in org.flow_content
+    assert r_status(api.delete(PATHS["languages"] + "/" + lang["id"])) == 204
+    assert r_status(api.delete(PATHS["queues"] + "/" + q["id"])) == 204
+    assert q["id"] not in org._queue_wrapups
+    assert r_status(api.delete(PATHS["schedulegroups"] + "/" + group["id"])) == 204
+    for kind, oid in (("skills", skill["id"]), ("wrapupcodes", code["id"]), ("schedules", sched["id"]),
+                      ("divisions", div["id"])):
+        assert r_status(api.delete(PATHS[kind] + "/" + oid)) == 204
+        assert_error(api.delete(PATHS[kind] + "/" + oid), 404, "not.found")
+    user = ok(api.get(PATHS["users"]))["entities"]
+    assert user == []
+    uid = org.add_object("users", "Anna Schmidt")
+    assert_error(api.delete(PATHS["users"] + "/" + uid), 405, "method.not.allowed")
+    assert ok(api.get(PATHS["users"] + "/" + uid))["email"] == "anna.schmidt@example.com"
+
+
+def test_flow_shell_type_filter_and_publish(fake):
+    org, api = config_org(fake)
+    shell = ok(api.post(PATHS["flows"], json={"name": "Main IVR", "type": "INBOUNDCALL", "description": "d",
+                                              "publishedVersion": {"id": "9.0"}}))
+    assert "publishedVersion" not in shell and shell["active"] is False and shell["type"] == "INBOUNDCALL"
+    assert_fits_model(shell, "Flow")
+    ok(api.post(PATHS["flows"], json={"name": "Chat", "type": "INBOUNDCHAT"}))
+    ok(api.post(PATHS["flows"], json={"name": "Hold", "type": "INQUEUECALL"}))
+    names = lambda **p: [e["name"] for e in ok(api.get(PATHS["flows"], params=p))["entities"]]  # noqa: E731
+    assert names(type="inboundcall") == ["Main IVR"]
+    assert names(type="INBOUNDCHAT,inqueuecall") == ["Chat", "Hold"]
+    assert names() == ["Chat", "Hold", "Main IVR"]
+    assert_error(api.post("/api/v2/flows/actions/publish"), 400, "bad.request")
+    assert_error(api.post("/api/v2/flows/actions/publish", params={"flow": "nope"}), 404, "not.found")
+    op = ok(api.post("/api/v2/flows/actions/publish", params={"flow": shell["id"]}))
+    assert op["complete"] is True
+    assert_fits_model(op, "Operation")
+    after = ok(api.get(PATHS["flows"] + "/" + shell["id"]))
+    assert after["publishedVersion"] == {"id": "1.0"} and after["active"] is True
+    ok(api.post("/api/v2/flows/actions/publish", params={"flow": shell["id"]}))
+    assert ok(api.get(PATHS["flows"] + "/" + shell["id"]))["publishedVersion"] == {"id": "2.0"}
+    # PUT keeps type, version and content
+    assert_error(api.put(PATHS["flows"] + "/" + shell["id"], json={"name": "Main IVR", "type": "BOT"}), 400,
+                 "bad.request")
+    renamed = ok(api.put(PATHS["flows"] + "/" + shell["id"], json={"name": "Main IVR 2"}))
+    assert renamed["type"] == "INBOUNDCALL" and renamed["publishedVersion"] == {"id": "2.0"}
+
+
+def test_flow_export_job(fake):
+    org, api = config_org(fake, flow_job_seconds=0.3)
+    refs = populate_config_org(org, seed=2, skills=6, wrapupcodes=4, queues=5, flows=4, users=3, schedules=4,
+                               schedulegroups=2, trunks=0)
+    first, second = refs["flows"][1], refs["flows"][0]
+    job = ok(api.post("/api/v2/flows/export/jobs",
+                      json={"flows": [{"flow": {"id": first}, "exportType": "Yaml"},
+                                      {"flow": {"id": second}, "exportType": "Yaml"}]}))
+    assert job["status"] == "Registered" and job["totalFlows"] == 2
+    assert job["selfUri"] == "/api/v2/flows/export/jobs/" + job["id"]
+    assert_fits_model(job, "RegisterArchitectExportJobResponse")
+    seen = []
+    done = wait_for(lambda: (lambda j: seen.append(j["status"]) or (j if j["status"] == "Success" else None))(
+        ok(api.get("/api/v2/flows/export/jobs/" + job["id"]))))
+    assert seen[0] == "Registered" and "Started" in seen
+    assert_fits_model(done, "ArchitectExportJobStateResponse")
+    url = done["downloadUrl"]
+    assert url.startswith(fake.download_url + "/") and done["messages"] == []
+    assert_error(download(url, headers={"Authorization": "Bearer x"}), 400, "InvalidArgument")
+    r = download(url)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "text/yaml; charset=utf-8"
+    assert session().put(url, data=b"x").status_code == 405
+    text = r.content.decode("utf-8")
+    assert text == org.flow_content[first] + "---\n" + org.flow_content[second]
+    docs = split_documents(text)
+    assert docs == [org.flow_content[first], org.flow_content[second]]
+    assert [parse_flow_yaml(d)["name"] for d in docs] == [org.objects["flows"][f]["name"] for f in (first, second)]
+    # a flow that does not exist -> Failure with messages
+    missing = "00000000-0000-4000-8000-000000000000"
+    org.flow_job_seconds = 0.02
+    _, failed = run_flow_export(api, [first, missing])
+    assert failed["status"] == "Failure" and "downloadUrl" not in failed
+    assert failed["messages"][0]["type"] == "Error" and missing in failed["messages"][0]["text"]
+    for bad in ({"flows": []}, {"flows": [{"flow": {"id": first}}]},
+                {"flows": [{"flow": {"id": first}, "exportType": "Architect"}]}, {"flow": first}):
+        assert_error(api.post("/api/v2/flows/export/jobs", json=bad), 400, "bad.request")
+    # a flow without stored content (a shell) exports a minimal document
+    shell = ok(api.post(PATHS["flows"], json={"name": "Shell Flow", "type": "INBOUNDEMAIL"}))
+    _, done = run_flow_export(api, [shell["id"]])
+    info = parse_flow_yaml(download(done["downloadUrl"]).text)
+    assert info["type"] == "INBOUNDEMAIL" and info["name"] == "Shell Flow" and info["divisionId"] == home_id(org)
+
+
+def test_flow_import_job_fills_shell_publishes_and_checks_uuids(fake):
+    org, api = config_org(fake)
+    queue = make_queue(api, "Billing")
+    shell = ok(api.post(PATHS["flows"], json={"name": "Main IVR", "type": "INBOUNDCALL"}))
+    reg = ok(api.post("/api/v2/flows/jobs"))
+    assert set(reg) == {"id", "presignedUrl", "headers", "selfUri"} and reg["headers"]
+    assert_fits_model(reg, "RegisterArchitectJobResponse")
+    assert reg["presignedUrl"].startswith(fake.download_url + "/")
+    status = ok(api.get("/api/v2/flows/jobs/" + reg["id"], params={"expand": "messages"}))
+    assert status["status"] == "Registered" and status["command"] == "Publish" and status["messages"] == []
+    yaml_text = ("inboundCall:\n  name: Main IVR\n  description: From source\n  division:\n    name: Home\n"
+                 "    id: %s\n  tasks:\n    - task:\n        name: Main\n        actions:\n"
+                 "          - transferToAcd:\n              name: To Billing\n              targetQueue:\n"
+                 "                name: Billing\n                id: %s\n" % (home_id(org), queue["id"]))
+    s = session()
+    data = yaml_text.encode("utf-8")
+    assert_error(s.put(reg["presignedUrl"], data=data, headers={**reg["headers"], "Authorization": "Bearer t"}), 400,
+                 "InvalidArgument")
+    for name in reg["headers"]:
+        partial = {k: v for k, v in reg["headers"].items() if k != name}
+        assert s.put(reg["presignedUrl"], data=data, headers=partial).status_code == 403
+    assert download(reg["presignedUrl"]).status_code == 403
+    assert ok(api.get("/api/v2/flows/jobs/" + reg["id"]))["status"] == "Registered"
+    assert s.put(reg["presignedUrl"], data=data, headers=reg["headers"]).status_code == 200
+    assert not any("authorization" in r.headers for r in fake.download_log if r.method == "PUT" and r.status == 200)
+    mid = ok(api.get("/api/v2/flows/jobs/" + reg["id"]))
+    assert mid["status"] == "Started" and "messages" not in mid
+    done = wait_for(lambda: (lambda j: j if j["status"] == "Success" else None)(
+        ok(api.get("/api/v2/flows/jobs/" + reg["id"], params={"expand": "messages"}))))
+    assert_fits_model(done, "ArchitectJobStateResponse")
+    assert done["flow"] == {"id": shell["id"], "selfUri": "/api/v2/flows/" + shell["id"]} and done["messages"] == []
+    flow = ok(api.get(PATHS["flows"] + "/" + shell["id"]))
+    assert flow["publishedVersion"] == {"id": "1.0"} and flow["description"] == "From source"
+    assert org.flow_content[shell["id"]] == yaml_text and "content" not in json.dumps(flow)
+    # the queue is now named in a flow's content
+    assert_error(api.delete(PATHS["queues"] + "/" + queue["id"]), 409, "general.conflict")
+    # an unknown UUID fails the job and names it; nothing changes
+    missing = "0000AAAA-0000-4000-8000-000000000000"
+    failed = run_flow_import(api, yaml_text.replace(queue["id"], missing).replace("Main IVR", "Other"))
+    assert failed["status"] == "Failure" and "flow" not in failed
+    assert [m["type"] for m in failed["messages"]] == ["Error"] and missing.lower() in failed["messages"][0]["text"]
+    assert not any(f["name"] == "Other" for f in org.objects["flows"].values())
+    # no shell of that name and type: the job creates the flow
+    created = run_flow_import(api, "inQueueCall:\n  name: Hold Music\n  division:\n    name: Home\n    id: %s\n"
+                              % home_id(org))
+    assert created["status"] == "Success" and created["flow"]["id"] != shell["id"]
+    new = org.objects["flows"][created["flow"]["id"]]
+    assert new["type"] == "INQUEUECALL" and new["name"] == "Hold Music" and new["publishedVersion"] == {"id": "1.0"}
+    # importing again publishes a new version of the same flow
+    again = run_flow_import(api, yaml_text)
+    assert again["flow"]["id"] == shell["id"] and org.objects["flows"][shell["id"]]["publishedVersion"]["id"] == "2.0"
+    # documents the importer refuses
+    for bad in ("", "name: x\n", "inboundcall:\n  name: x\n", "inboundCall:\n  description: no name\n",
+                "inboundCall:\n  name: A\n---\ninboundCall:\n  name: B\n"):
+        result = run_flow_import(api, bad)
+        assert result["status"] == "Failure" and result["messages"][0]["type"] == "Error", bad
+    assert_error(api.get("/api/v2/flows/jobs/nope"), 404, "not.found")
+    # presigned URLs expire like download URLs
+    reg = ok(api.post("/api/v2/flows/jobs"))
+    org.expire_download_urls()
+    assert session().put(reg["presignedUrl"], data=b"bot:\n  name: B\n", headers=reg["headers"]).status_code == 403
+    assert fake.server_errors == []
+
+
+def test_flow_job_status_reads_share_the_status_window(fake):
+    org, api = config_org(fake)
+    org.status_rate_limit = 3
+    reg = ok(api.post("/api/v2/flows/jobs"))
+    shell = ok(api.post(PATHS["flows"], json={"name": "F", "type": "BOT"}))
+    job = ok(api.post("/api/v2/flows/export/jobs",
+                      json={"flows": [{"flow": {"id": shell["id"]}, "exportType": "Yaml"}]}))
+    ok(api.get("/api/v2/flows/jobs/" + reg["id"]))
+    ok(api.get("/api/v2/flows/export/jobs/" + job["id"]))
+    assert_error(api.get("/api/v2/interaction/import/nope"), 404, "not.found")       # counts too
+    assert_error(api.get("/api/v2/flows/jobs/" + reg["id"]), 429, "too.many.requests")
+    assert_error(api.get("/api/v2/flows/export/jobs/" + job["id"]), 429, "too.many.requests")
+    assert ok(api.get(PATHS["flows"]))["total"] == 1, "other reads are not status reads"
+
+
+def test_trunk_properties_expand_and_managed_trunks(fake):
+    org, api = config_org(fake)
+    refs = populate_config_org(org, seed=0, skills=0, wrapupcodes=0, schedules=0, schedulegroups=0, queues=0,
+                               flows=0, users=0, languages=0, divisions=1, trunks=2)
+    managed, byoc = refs["trunkbasesettings"]
+    listed = ok(api.get(PATHS["trunkbasesettings"]))["entities"]
+    assert len(listed) == 2 and all("properties" not in t for t in listed)
+    expanded = ok(api.get(PATHS["trunkbasesettings"], params={"expand": "properties"}))["entities"]
+    assert all("properties" in t for t in expanded)
+    item = ok(api.get(PATHS["trunkbasesettings"] + "/" + byoc))
+    assert_fits_model(item, "TrunkBase")
+    assert item["managed"] is False and item["trunkType"] == "EXTERNAL" and item["trunkMetabase"]["id"]
+    for suffix in ("realm", "username", "password"):
+        prop = item["properties"]["trunk_sip_authentication_credentials_" + suffix]
+        assert prop["type"] == "string" and prop["value"]["default"] == "" and prop["value"]["instance"]
+    m = ok(api.get(PATHS["trunkbasesettings"] + "/" + managed))
+    assert m["managed"] is True
+    assert_error(api.put(PATHS["trunkbasesettings"] + "/" + managed,
+                         json={"name": m["name"], "version": 1, "trunkMetabase": m["trunkMetabase"]}), 400, "bad.request")
+    assert_error(api.delete(PATHS["trunkbasesettings"] + "/" + managed), 400, "bad.request")
+    # a created trunk cannot claim to be managed
+    body = {k: v for k, v in item.items() if k not in READ_ONLY | {"division"}}
+    body["name"] = "Copy"
+    body["managed"] = True
+    copy_ = ok(api.post(PATHS["trunkbasesettings"], json=body))
+    assert copy_["managed"] is False and copy_["properties"] == item["properties"]
+    updated = ok(api.put(PATHS["trunkbasesettings"] + "/" + copy_["id"], json={**body, "version": 1,
+                                                                               "description": "changed"}))
+    assert updated["version"] == 2 and updated["description"] == "changed"
+    assert r_status(api.delete(PATHS["trunkbasesettings"] + "/" + copy_["id"])) == 204
+
+
+def test_tamper_next_write(fake):
+    org, api = config_org(fake)
+    org.tamper_next_write("queues", "acwSettings.timeoutMs", 1)
+    org.tamper_next_write("queues", "description", REMOVE)
+    q = make_queue(api, "Q", description="d", acwSettings={"wrapupPrompt": "MANDATORY_TIMEOUT", "timeoutMs": 30000})
+    assert q["acwSettings"] == {"wrapupPrompt": "MANDATORY_TIMEOUT", "timeoutMs": 1}
+    assert ok(api.get(PATHS["queues"] + "/" + q["id"]))["acwSettings"]["timeoutMs"] == 1
+    q2 = ok(api.put(PATHS["queues"] + "/" + q["id"], json={"name": "Q", "description": "d"}))
+    assert "description" not in q2, "the second tamper hit the update"
+    q3 = ok(api.put(PATHS["queues"] + "/" + q["id"], json={"name": "Q", "description": "d"}))
+    assert q3["description"] == "d", "one tamper per write"
+    org.tamper_next_write("skills", "name", "Tampered")
+    assert ok(api.post(PATHS["skills"], json={"name": "English"}))["name"] == "Tampered"
+    assert ok(api.post(PATHS["skills"], json={"name": "German"}))["name"] == "German"
+    org.tamper_next_write("flows", "description", "tampered")
+    created = run_flow_import(api, "workflow:\n  name: WF\n  description: real\n")
+    assert org.objects["flows"][created["flow"]["id"]]["description"] == "tampered"
+    with pytest.raises(KeyError):
+        org.tamper_next_write("widgets", "name", "x")
+
+
+def test_populate_config_org_shape(fake):
+    src, tgt = fake.orgs["source"], fake.orgs["target"]
+    a = populate_config_org(src, seed=5)
+    counts = {"divisions": 2, "skills": 60, "languages": 5, "wrapupcodes": 40, "schedules": 10,
+              "schedulegroups": 4, "queues": 80, "flows": 20, "trunkbasesettings": 2, "users": 30}
+    assert {k: len(v) for k, v in a.items()} == counts
+    assert {k: len(src.objects[k]) for k in counts} == counts
+    b = populate_config_org(tgt, seed=5)
+    names = lambda org, kind: sorted(o["name"] for o in org.objects[kind].values())  # noqa: E731
+    for kind in counts:
+        assert names(src, kind) == names(tgt, kind)
+        assert kind == "divisions" or not set(a[kind]) & set(b[kind])
+    assert populate_config_org(FakeGenesys(("source",)).orgs["source"], seed=5) == a, "deterministic"
+    assert populate_config_org(FakeGenesys(("source",)).orgs["source"], seed=6) != a
+    for kind, ids in a.items():
+        for oid in ids:
+            obj = src.objects[kind][oid]
+            assert_fits_model(obj, ENTITY_MODELS[kind])
+            assert obj["selfUri"] == PATHS[kind] + "/" + oid
+            if kind in ("skills", "wrapupcodes", "schedules", "schedulegroups", "queues", "flows", "users"):
+                assert obj["division"]["id"] in src.objects["divisions"]
+    skills = set(names(src, "skills"))
+    assert {"Billing", "billing"} <= skills, "a case-variant pair"
+    emails = [u["email"] for u in src.objects["users"].values()]
+    assert len(set(e.lower() for e in emails)) == 30
+    # queues: bullseye skills, wrap-up codes, some in-queue flows
+    queues = [src.objects["queues"][q] for q in a["queues"]]
+    ring_skills = {s["id"] for q in queues for r in q["bullseye"]["rings"] for s in r["actions"]["skillsToRemove"]}
+    assert ring_skills and ring_skills <= set(a["skills"])
+    assert all(src.queue_wrapupcodes(q["id"]) for q in queues)
+    assert all(c["id"] in src.objects["wrapupcodes"] for q in queues for c in src.queue_wrapupcodes(q["id"]))
+    with_flow = [q for q in queues if "queueFlow" in q]
+    assert with_flow and all(src.objects["flows"][q["queueFlow"]["id"]]["type"] == "INQUEUECALL" for q in with_flow)
+    groups = [src.objects["schedulegroups"][g] for g in a["schedulegroups"]]
+    assert all(g["openSchedules"] for g in groups)
+    assert all(r["id"] in src.objects["schedules"] for g in groups for k in ("openSchedules", "closedSchedules",
+                                                                             "holidaySchedules") for r in g[k])
+    # flows: published, YAML in Archy layout, every UUID an object of the org, a cycle
+    used = {}
+    for fid in a["flows"]:
+        flow, text = src.objects["flows"][fid], src.flow_content[fid]
+        assert flow["publishedVersion"] == {"id": "1.0"}
+        info = parse_flow_yaml(text)
+        assert (info["name"], info["type"], info["divisionId"]) == (flow["name"], flow["type"], flow["division"]["id"])
+        assert text.startswith("%s:\n  name: %s\n" % (info["typeKey"], flow["name"]))
+        for u in info["uuids"]:
+            kind, _ = src.find_object(u)
+            assert kind is not None
+            used.setdefault(kind, set()).add(u)
+        assert fid not in info["uuids"]
+    assert {"queues", "schedulegroups", "skills", "wrapupcodes", "users", "flows", "divisions"} <= set(used)
+    main, after = a["flows"][:2]
+    assert after in parse_flow_yaml(src.flow_content[main])["uuids"]
+    assert main in parse_flow_yaml(src.flow_content[after])["uuids"]
+    # trunks: one managed, one with SIP credentials
+    managed = [src.objects["trunkbasesettings"][t] for t in a["trunkbasesettings"]]
+    assert [t["managed"] for t in managed] == [True, False]
+    assert managed[1]["properties"]["trunk_sip_authentication_credentials_password"]["value"]["instance"]
+    # a prefix makes a second, disjoint set of names in the same org
+    c = populate_config_org(src, seed=5, skills=3, queues=2, flows=2, users=2, name_prefix="T2 ")
+    assert c["divisions"][0] == a["divisions"][0], "the home division is shared"
+    assert all(src.objects["queues"][q]["name"].startswith("T2 ") for q in c["queues"])
+    with pytest.raises(ValueError):
+        populate_config_org(src, seed=5, skills=3)
+
+
+def test_populate_config_org_only_and_copy_some_names(fake):
+    src, tgt = fake.orgs["source"], fake.orgs["target"]
+    a = populate_config_org(src, seed=4, queues=10, skills=10, flows=6)
+    b = populate_config_org(tgt, seed=4, queues=10, skills=10, flows=6, variant=1,
+                            only={"users": 1.0, "skills": 0.5, "queues": 3, "flows": 2})
+    assert len(b["users"]) == 30 and len(b["skills"]) == 5 and len(b["queues"]) == 3 and len(b["flows"]) == 2
+    assert b["wrapupcodes"] == [] and b["schedules"] == [] and b["divisions"] == [home_id(tgt)]
+    src_names = {k: {o["name"] for o in src.objects[k].values()} for k in a}
+    for kind, ids in b.items():
+        for oid in ids:
+            assert tgt.objects[kind][oid]["name"] in src_names[kind] or kind == "divisions"
+    src_emails = {u["email"] for u in src.objects["users"].values()}
+    assert {u["email"] for u in tgt.objects["users"].values()} == src_emails
+    for q in b["queues"]:                                  # references only to objects of the target
+        queue = tgt.objects["queues"][q]
+        twin = next(o for o in src.objects["queues"].values() if o["name"] == queue["name"])
+        assert queue["description"] != twin["description"], "variant changes settings"
+        for ring in queue["bullseye"]["rings"]:
+            assert all(s["id"] in tgt.objects["skills"] for s in ring["actions"]["skillsToRemove"])
+        assert "queueFlow" not in queue or queue["queueFlow"]["id"] in tgt.objects["flows"]
+        assert queue["division"]["id"] in tgt.objects["divisions"]
+    for f in b["flows"]:
+        assert all(tgt.find_object(u)[0] for u in parse_flow_yaml(tgt.flow_content[f])["uuids"])
+    only_users = populate_config_org(FakeGenesys(("x",)).orgs["x"], seed=4, only=["users"])
+    assert len(only_users["users"]) == 30 and only_users["queues"] == []
+    # copy_some_names: same names (flows: same type), other ids, no references
+    fresh = FakeGenesys(("c",)).orgs["c"]
+    copied = copy_some_names(src, fresh, kinds=("skills", "queues", "flows", "trunkbasesettings"), count=3)
+    assert [len(copied[k]) for k in ("skills", "queues", "flows", "trunkbasesettings")] == [3, 3, 3, 1]
+    for kind, ids in copied.items():
+        for oid in ids:
+            obj = fresh.objects[kind][oid]
+            assert_fits_model(obj, ENTITY_MODELS[kind])
+            assert oid not in src.objects[kind]
+            assert any(o["name"] == obj["name"] and o.get("type") == obj.get("type") for o in src.objects[kind].values())
+            assert not obj.get("managed")
+
+
+def strip_for_create(obj, kind):
+    body = {k: v for k, v in obj.items() if k not in READ_ONLY}
+    if kind == "skills":
+        body["divisionId"] = body.pop("division")["id"]
+    if kind == "divisions":
+        body.pop("homeDivision", None)
+    return body
+
+
+def remap(value, mapping):
+    """Every source id (any kind) in a JSON value or text replaced by its target id."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    out = UUID_RE.sub(lambda m: mapping.get(m.group(0).lower(), m.group(0)), text)
+    return out if isinstance(value, str) else json.loads(out)
+
+
+def test_clone_generated_org_through_the_api_and_roll_back(fake):
+    """A small clone done the way the contract describes (shells, jobs, reverse-order deletes): the
+    generated source org must be copyable through the fake's own API."""
+    src, s_api = config_org(fake, "source")
+    tgt, t_api = config_org(fake, "target")
+    a = populate_config_org(src, seed=8, skills=8, wrapupcodes=6, schedules=5, schedulegroups=2, queues=6, flows=5,
+                            users=4, languages=2, divisions=2, trunks=2)
+    populate_config_org(tgt, seed=8, skills=8, wrapupcodes=6, schedules=5, schedulegroups=2, queues=6, flows=5,
+                        users=4, languages=2, divisions=2, trunks=2, only=["users", "trunkbasesettings"])
+    mapping = {home_id(src): home_id(tgt)}
+    by_email = {u["email"].lower(): u["id"] for u in list_all(t_api, PATHS["users"])}
+    for u in list_all(s_api, PATHS["users"]):
+        mapping[u["id"]] = by_email[u["email"].lower()]
+    created = []
+    for kind in ("divisions", "skills", "languages", "wrapupcodes", "schedules", "schedulegroups"):
+        for obj in list_all(s_api, PATHS[kind]):
+            if obj.get("homeDivision"):
+                continue
+            new = ok(t_api.post(PATHS[kind], json=remap(strip_for_create(obj, kind), mapping)))
+            mapping[obj["id"]] = new["id"]
+            created.append((kind, new["id"]))
+    flows = list_all(s_api, PATHS["flows"])
+    for f in flows:                                     # shells first: queues and flows refer to flows
+        shell = ok(t_api.post(PATHS["flows"], json=remap({k: f[k] for k in ("name", "type", "description",
+                                                                             "division")}, mapping)))
+        assert "publishedVersion" not in shell
+        mapping[f["id"]] = shell["id"]
+        created.append(("flows", shell["id"]))
+    for q in list_all(s_api, PATHS["queues"]):
+        new = ok(t_api.post(PATHS["queues"], json=remap(strip_for_create(q, "queues"), mapping)))
+        mapping[q["id"]] = new["id"]
+        created.append(("queues", new["id"]))
+        codes = list_all(s_api, PATHS["queues"] + "/" + q["id"] + "/wrapupcodes")
+        ok(t_api.post(PATHS["queues"] + "/" + new["id"] + "/wrapupcodes",
+                      json=[{"id": mapping[c["id"]]} for c in codes]))
+    for t in list_all(s_api, PATHS["trunkbasesettings"], expand="properties"):
+        if t["managed"]:
+            continue
+        body = strip_for_create(t, "trunkbasesettings")
+        body.pop("managed")
+        for key in list(body["properties"]):
+            if key.startswith("trunk_sip_authentication_credentials_"):
+                body["properties"][key] = {"type": "string", "value": {"default": "", "instance": ""}}
+        body["name"] = body["name"] + " (copy)"
+        created.append(("trunkbasesettings", ok(t_api.post(PATHS["trunkbasesettings"], json=remap(body, mapping)))["id"]))
+    _, export = run_flow_export(s_api, [f["id"] for f in flows])
+    documents = split_documents(download(export["downloadUrl"]).content.decode("utf-8"))
+    assert len(documents) == len(flows)
+    for doc in documents:
+        assert run_flow_import(t_api, remap(doc, mapping))["status"] == "Success"
+    # the target now mirrors the source
+    for kind in ("skills", "languages", "wrapupcodes", "schedules", "schedulegroups", "queues", "flows"):
+        assert sorted(o["name"] for o in src.objects[kind].values()) == sorted(o["name"] for o in tgt.objects[kind].values())
+    for fid in a["flows"]:
+        t_id = mapping[fid]
+        assert tgt.objects["flows"][t_id]["publishedVersion"] == {"id": "1.0"}
+        assert tgt.flow_content[t_id] == remap(src.flow_content[fid], mapping)
+        assert all(tgt.find_object(u)[0] for u in parse_flow_yaml(tgt.flow_content[t_id])["uuids"])
+    for qid in a["queues"]:
+        assert sorted(c["id"] for c in tgt.queue_wrapupcodes(mapping[qid])) == \
+            sorted(mapping[c["id"]] for c in src.queue_wrapupcodes(qid))
+    # roll back in reverse dependency order: flows, queues, schedule groups, then the rest
+    order = {"flows": 0, "queues": 1, "schedulegroups": 2, "trunkbasesettings": 3, "skills": 3, "languages": 3,
+             "wrapupcodes": 3, "schedules": 3, "divisions": 4}
+    for kind, oid in sorted(created, key=lambda c: order[c[0]]):
+        assert r_status(t_api.delete(PATHS[kind] + "/" + oid)) == 204, (kind, oid)
+    assert all(not tgt.objects[k] for k in ("skills", "queues", "flows", "schedules", "wrapupcodes"))
+    assert fake.server_errors == []
