@@ -1050,8 +1050,9 @@ class Exporter:
                     raise TransportError(f"download interrupted ({type(exc).__name__})") from None
 
 
-def incremental_window(state, args):
-    """The next nightly window: from where the last export ended to now minus --lag.
+def incremental_window(state, args, ceiling=None):
+    """The next nightly window: from where the last export ended to now minus --lag (and no later
+    than `ceiling`, the analytics data availability date, when given).
 
     A window, once chosen, is kept in the state until it is exported, so a
     killed run resumes the same window and windows can never overlap.
@@ -1070,6 +1071,8 @@ def incremental_window(state, args):
         raise UsageError("the first --incremental run needs a starting point. Use --start 2026-01-01T00:00:00Z; "
                          "later runs continue from where the last one ended.")
     end = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=args.lag)).replace(microsecond=0)
+    if ceiling is not None:
+        end = min(end, ceiling.replace(microsecond=0))
     if end <= start:
         return None
     window = ExportWindow(start, end)
@@ -1084,6 +1087,294 @@ def finish_incremental(state, window):
         inc["lastEnd"] = iso_utc(window.end)
         inc.pop("pending", None)
     state.update(change)
+
+
+# ---------------------------------------------------------------------------
+# Export through the real API: analytics conversation-detail jobs -> v2.1 records
+# ---------------------------------------------------------------------------
+
+ANALYTICS_JOBS = "/api/v2/analytics/conversations/details/jobs"
+ANALYTICS_DONE = ("FULFILLED", "FAILED", "CANCELLED", "EXPIRED")
+ANALYTICS_PAGE_SIZE = 1000
+ANALYTICS_PARALLEL_JOBS = 3
+ANALYTICS_RESUBMITS = 3
+
+
+def analytics_to_interaction(conversation):
+    """One AnalyticsConversation as a v2.1 interaction record (the table in README.md), or None when its
+    first session's media type has no v2.1 interactionType."""
+    participants = conversation.get("participants") or []
+    sessions = [(p, s) for p in participants for s in p.get("sessions") or []]
+    if not sessions:
+        return None
+    media = sessions[0][1].get("mediaType")
+    if media not in INTERACTION_TYPES:
+        return None
+    record = {"id": conversation.get("conversationId"), "interactionType": media}
+    for target, source in (("direction", "originatingDirection"), ("startTime", "conversationStart"),
+                           ("endTime", "conversationEnd")):
+        if conversation.get(source):
+            record[target] = conversation[source]
+    segments = [(p, s, seg) for p, s in sessions for seg in s.get("segments") or []]
+    routing = {}
+    acd = next((seg for p, _, seg in segments if p.get("purpose") == "acd" and seg.get("queueId")), None) \
+        or next((seg for _, _, seg in segments if seg.get("queueId")), None)
+    if acd:
+        routing["queue"] = {"id": acd["queueId"]}
+    ivr_flow = next((s["flow"]["flowId"] for p, s in sessions if p.get("purpose") == "ivr"
+                     and (s.get("flow") or {}).get("flowId")), None)
+    if ivr_flow:
+        routing["flow"] = {"id": ivr_flow}
+    skills = next((seg["requestedRoutingSkillIds"] for _, _, seg in segments if seg.get("requestedRoutingSkillIds")), None)
+    if skills:
+        routing["skills"] = [{"id": skill} for skill in skills]
+    language = next((seg["requestedLanguageId"] for _, _, seg in segments if seg.get("requestedLanguageId")), None)
+    if language:
+        routing["languageId"] = language
+    if routing:
+        record["routing"] = routing
+    agents = [p for p in participants if p.get("purpose") == "agent" and p.get("userId")]
+    handler = next((p for p in reversed(agents) if any(seg.get("segmentType") == "interact"
+                                                      for s in p.get("sessions") or [] for seg in s.get("segments") or [])),
+                   agents[-1] if agents else None)
+    wrapup = next((seg["wrapUpCode"] for p, _, seg in segments if p is handler and seg.get("wrapUpCode")), None) \
+        or next((seg["wrapUpCode"] for p, _, seg in segments if p.get("purpose") == "agent" and seg.get("wrapUpCode")), None)
+    if wrapup:
+        record["wrapupCode"] = {"id": wrapup}
+    if handler:
+        record["userId"] = handler["userId"]
+    record["participants"] = []
+    for participant in participants:
+        entry = {"purpose": participant.get("purpose")}
+        if participant.get("userId"):
+            entry["userId"] = participant["userId"]
+        if participant.get("purpose") == "customer":
+            address = next((s.get("ani") for s in participant.get("sessions") or [] if s.get("ani")), None)
+            if address:
+                entry["address"] = address
+        record["participants"].append(entry)
+    return record
+
+
+class AnalyticsExporter:
+    """Exports a window through analytics conversation-detail jobs, one job per sub-interval.
+
+    Every page of results is appended to the sub-interval's part files and its
+    cursor saved with their lengths, so a killed run truncates the parts to the
+    saved lengths and goes on from the saved cursor.  A conversation belongs to
+    the sub-interval holding its conversationStart (the API answers every
+    conversation with any activity in the interval); the others are dropped
+    there and counted.  When every sub-interval is done, the parts become
+    `<key>.analytics.json.gz` (the raw records) and `<key>.json.gz` (v2.1).
+    """
+
+    def __init__(self, client, state, out_dir, types, poll, progress, job_interval):
+        self.client, self.state, self.out_dir = client, state, Path(out_dir)
+        self.types, self.poll, self.progress, self.job_interval = list(types), poll, progress, job_interval
+        self._lock = threading.Lock()
+
+    def run(self, window, source_org):
+        key = window.key
+        target = self.out_dir / f"{key}.json.gz"
+        raw_target = self.out_dir / f"{key}.analytics.json.gz"
+        entry = self.state.section("analytics").get(key) or {}
+        if entry.get("sha256") and target.exists() and sha256_file(target) == entry["sha256"]:
+            log.info("Already exported: %s (%d records); nothing to do.", target, entry.get("records", 0))
+            return {"file": str(target), "records": entry.get("records", 0), "resumed": True}
+        parts_dir = self.out_dir / ".parts" / key
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        subs = self._sub_intervals(window)
+        paging = threading.Semaphore(ANALYTICS_PARALLEL_JOBS)
+        with ThreadPoolExecutor(max_workers=2 * ANALYTICS_PARALLEL_JOBS, thread_name_prefix="analytics") as pool:
+            for future in [pool.submit(self._export_part, key, start, end, parts_dir, paging) for start, end in subs]:
+                future.result()
+        parts = [self._part(key, self._part_key(start, end)) for start, end in subs]
+        records = self._assemble(target, [(parts_dir / f"{self._part_key(s, e)}.v21.gz", part.get("v21Count", 0))
+                                          for (s, e), part in zip(subs, parts)])
+        self._assemble(raw_target, [(parts_dir / f"{self._part_key(s, e)}.raw.gz", part.get("kept", 0))
+                                    for (s, e), part in zip(subs, parts)])
+        totals = {name: sum(part.get(name, 0) for part in parts) for name in ("received", "dropped", "kept")}
+        unconverted = {}
+        for part in parts:
+            for media, count in (part.get("unconverted") or {}).items():
+                unconverted[media] = unconverted.get(media, 0) + count
+        sha = sha256_file(target)
+        write_json_atomically(self.out_dir / f"{key}.meta.json", {
+            "sourceOrg": {"id": source_org.get("id"), "name": source_org.get("name")}, "api": "analytics",
+            "start": iso_utc(window.start), "end": iso_utc(window.end), "interactionTypes": self.types,
+            "schemaVersion": SCHEMA_VERSION, "records": records, "sha256": sha, "rawFile": raw_target.name,
+            "conversationsKept": totals["kept"], "droppedOutsideWindow": totals["dropped"],
+            "unconvertedByMediaType": unconverted,
+            "unconvertedIds": [cid for part in parts for cid in part.get("unconvertedIds") or []],
+            "exportedAt": iso_utc(dt.datetime.now(dt.timezone.utc))}, mode=0o644)
+        self.state.update(lambda data: data.setdefault("analytics", {}).setdefault(key, {}).update(
+            sha256=sha, records=records, file=str(target)))
+        for path in parts_dir.iterdir():
+            path.unlink()
+        parts_dir.rmdir()
+        log.info("Wrote %s: %d records (and %s: %d conversations); %d conversations belonged to neighbouring "
+                 "windows.", target, records, raw_target, totals["kept"], totals["dropped"],
+                 extra={"fields": {"file": str(target), "records": records, "raw": totals["kept"],
+                                   "dropped": totals["dropped"], "unconverted": unconverted}})
+        if unconverted:
+            log.warning("%d conversations have a media type v2.1 has no interactionType for (%s); they are in %s "
+                        "and listed in the .meta.json, not in %s.", sum(unconverted.values()),
+                        ", ".join(f"{count} {media}" for media, count in sorted(unconverted.items())),
+                        raw_target.name, target.name)
+        return {"file": str(target), "records": records, "resumed": False}
+
+    def _sub_intervals(self, window):
+        subs, start = [], window.start
+        while start < window.end:
+            end = min(window.end, start + dt.timedelta(seconds=self.job_interval))
+            subs.append((start, end))
+            start = end
+        return subs
+
+    @staticmethod
+    def _part_key(start, end):
+        return f"{compact_stamp(start)}_{compact_stamp(end)}"
+
+    def _part(self, key, part_key):
+        with self.state._mutex:
+            return dict(self.state.section("analytics").get(key, {}).get("parts", {}).get(part_key) or {})
+
+    def _save_part(self, key, part_key, values):
+        def change(data):
+            data.setdefault("analytics", {}).setdefault(key, {}).setdefault("parts", {}).setdefault(
+                part_key, {}).update(values)
+        self.state.update(change)
+
+    def _submit(self, start, end):
+        body = {"interval": f"{start.strftime('%Y-%m-%dT%H:%M:%S.000Z')}/{end.strftime('%Y-%m-%dT%H:%M:%S.000Z')}",
+                "order": "asc", "orderBy": "conversationStart",
+                "segmentFilters": [{"type": "or", "predicates": [{"dimension": "mediaType", "value": media}
+                                                                 for media in self.types]}]}
+        answer = self.client.post(ANALYTICS_JOBS, body) or {}
+        if not answer.get("jobId"):
+            raise MigrateError("the source org accepted the analytics job but returned no jobId.")
+        return answer["jobId"]
+
+    def _export_part(self, key, start, end, parts_dir, paging):
+        """One sub-interval: its job runs ahead, its pages are read while fewer than a few others page."""
+        part_key = self._part_key(start, end)
+        part = self._part(key, part_key)
+        if part.get("done"):
+            return
+        raw_path, v21_path = parts_dir / f"{part_key}.raw.gz", parts_dir / f"{part_key}.v21.gz"
+        for path, length in ((raw_path, part.get("rawBytes", 0)), (v21_path, part.get("v21Bytes", 0))):
+            with open(path, "ab") as handle:
+                handle.truncate(length)
+        resubmits = 0
+        while True:
+            if not part.get("jobId"):
+                resume_at = parse_time(part["lastStart"], "state") if part.get("lastStart") else start
+                part.update(jobId=self._submit(resume_at, end), cursor=None)
+                self._save_part(key, part_key, part)
+                log.info("Started analytics job %s for %s .. %s", part["jobId"], iso_utc(resume_at), iso_utc(end))
+            job, _, _ = poll_job(
+                self.client, f"{ANALYTICS_JOBS}/{part['jobId']}", finished=lambda job: job.get("state") in ANALYTICS_DONE,
+                first_delay=self.poll.initial, then_delay=self.poll.initial, cap=self.poll.cap,
+                deadline=time.monotonic() + self.poll.deadline_s, describe=f"analytics job {part['jobId']}")
+            if job["state"] in ("FAILED", "CANCELLED"):
+                self._save_part(key, part_key, {"jobId": None, "cursor": None})
+                raise MigrateError(f"analytics job {part['jobId']} for {part_key} ended {job['state']}: "
+                                   f"{job.get('errorMessage') or 'no reason given'}. Run the command again to submit "
+                                   f"a new job; pages already written are kept.")
+            if job["state"] == "FULFILLED":
+                with paging:
+                    if self._read_results(key, part_key, part, start, end, raw_path, v21_path):
+                        return
+            resubmits += 1
+            if resubmits > ANALYTICS_RESUBMITS:
+                raise MigrateError(f"analytics jobs for {part_key} keep expiring before their results are read. "
+                                   f"Run the command again, or use a shorter --job-interval.")
+            log.info("Analytics job %s expired; submitting a new one for the rest of %s.", part["jobId"], part_key)
+            part.update(jobId=None, cursor=None)
+            self._save_part(key, part_key, part)
+
+    def _read_results(self, key, part_key, part, start, end, raw_path, v21_path):
+        """Pages through a fulfilled job; False when it expired meanwhile (then the caller resubmits)."""
+        seen_at_last = set(part.get("idsAtLastStart") or [])
+        while True:
+            params = {"pageSize": ANALYTICS_PAGE_SIZE}
+            if part.get("cursor"):
+                params["cursor"] = part["cursor"]
+            try:
+                page = self.client.get(f"{ANALYTICS_JOBS}/{part['jobId']}/results", params=params) or {}
+            except ApiError as exc:
+                if exc.status in (404, 410):
+                    return False
+                raise
+            raw_lines, v21_lines = [], []
+            for conversation in page.get("conversations") or []:
+                part["received"] = part.get("received", 0) + 1
+                begun = conversation.get("conversationStart") or ""
+                begun_at = parse_time(begun, "conversationStart") if begun else None
+                if begun_at is None or not (start <= begun_at < end):
+                    part["dropped"] = part.get("dropped", 0) + 1
+                    continue
+                if part.get("lastStart") and (begun < part["lastStart"] or (
+                        begun == part["lastStart"] and conversation.get("conversationId") in seen_at_last)):
+                    continue  # written before the job it came from expired
+                if begun != part.get("lastStart"):
+                    part["lastStart"], seen_at_last = begun, set()
+                seen_at_last.add(conversation.get("conversationId"))
+                part["kept"] = part.get("kept", 0) + 1
+                raw_lines.append(compact_json_bytes(conversation))
+                record = analytics_to_interaction(conversation)
+                if record is None:
+                    media = next((s.get("mediaType") for p in conversation.get("participants") or []
+                                  for s in p.get("sessions") or []), None) or "none"
+                    part.setdefault("unconverted", {})[media] = part.get("unconverted", {}).get(media, 0) + 1
+                    part.setdefault("unconvertedIds", []).append(conversation.get("conversationId"))
+                else:
+                    v21_lines.append(compact_json_bytes(record))
+            part["rawBytes"] = self._append(raw_path, raw_lines, part.get("kept", 0) > len(raw_lines))
+            part["v21Bytes"] = self._append(v21_path, v21_lines, part.get("v21Count", 0) > 0)
+            part["v21Count"] = part.get("v21Count", 0) + len(v21_lines)
+            part["cursor"] = page.get("cursor")
+            part["idsAtLastStart"] = sorted(seen_at_last)
+            part["done"] = not page.get("cursor")
+            self._save_part(key, part_key, part)
+            self.progress.show(f"analytics {part_key}: {part.get('kept', 0):,} conversations")
+            if part["done"]:
+                return True
+
+    @staticmethod
+    def _append(path, lines, after_records):
+        """Appends a page as one gzip member of comma-joined records: the parts then concatenate
+        into the final file byte for byte, and a saved length always ends on a whole member."""
+        with open(path, "ab") as handle:
+            if lines:
+                handle.write(gzip.compress((b",\n" if after_records else b"") + b",\n".join(lines),
+                                           compresslevel=3, mtime=0))
+            handle.flush()
+            os.fsync(handle.fileno())
+            return handle.tell()
+
+    @staticmethod
+    def _assemble(target, parts):
+        """The parts, in order, as one gzip JSON array (a multi-member gzip), copied not recompressed."""
+        temp = target.with_name(target.name + ".part")
+        count = 0
+        with open(temp, "wb") as out:
+            out.write(gzip.compress(b"[", mtime=0))
+            for path, records in parts:
+                if not records:
+                    continue
+                if count:
+                    out.write(gzip.compress(b",\n", mtime=0))
+                with open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        out.write(block)
+                count += records
+            out.write(gzip.compress(b"]", mtime=0))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+        fsync_directory(target.parent)
+        return count
 
 
 # ---------------------------------------------------------------------------
@@ -2230,14 +2521,24 @@ def cmd_export(args):
     progress = Progress(not args.quiet and args.log_format == "text")
     with locked_state(args.state) as state:
         if args.incremental:
-            window = incremental_window(state, args)
+            ceiling = None
+            if args.api == "analytics":
+                available = (client.get(f"{ANALYTICS_JOBS}/availability") or {}).get("dataAvailabilityDate")
+                ceiling = parse_time(available, "dataAvailabilityDate") if available else None
+            window = incremental_window(state, args, ceiling)
             if window is None:
-                log.info("Nothing to export yet: the last export ended less than --lag ago.")
+                log.info("Nothing to export yet: the last export ended less than --lag ago"
+                         + (" (or after the data availability date)." if args.api == "analytics" else "."))
                 return EXIT_OK
         org = client.organization() or {}
         log.info(describe_org("Source", org, client))
         started = time.monotonic()
-        result = Exporter(client, state, args.out, types, poll_settings(args), progress).run(window, org)
+        if args.api == "analytics":
+            exporter = AnalyticsExporter(client, state, args.out, types, poll_settings(args), progress,
+                                         args.job_interval)
+        else:
+            exporter = Exporter(client, state, args.out, types, poll_settings(args), progress)
+        result = exporter.run(window, org)
         if args.incremental:
             finish_incremental(state, window)
     log.info("Export finished: %s, %d records, %.1f s, %d requests, %d throttled (429).", result["file"],
@@ -2480,6 +2781,7 @@ EPILOG = """\
 examples:
   python migrate.py export --start 2026-01-01T00:00:00Z --end 2026-02-01T00:00:00Z --source-region us-east-1
   python migrate.py export --incremental --lag 1h --source-region us-east-1 --yes      # nightly cron
+  python migrate.py export --api analytics --start 2026-01-01T00:00:00Z --end 2026-01-08T00:00:00Z --source-region us-east-1
   python migrate.py import --input exports/ --mapping mapping.json --dry-run
   python migrate.py import --input exports/ --mapping mapping.json --target-region eu-west-1 --yes
   python migrate.py clone --plan --source-region us-east-1 --target-region eu-west-1
@@ -2547,6 +2849,11 @@ def build_parser():
     window.add_argument("--lag", type=parse_duration, default=3600.0, metavar="DURATION",
                         help="with --incremental: leave out the most recent DURATION (default 1h)")
     export.add_argument("--types", default=",".join(INTERACTION_TYPES), help="interaction types (default voice,chat,email)")
+    export.add_argument("--api", choices=("interaction", "analytics"), default="interaction",
+                        help="interaction: the design's export jobs (default); analytics: the real API's "
+                             "conversation-detail jobs, converted to v2.1 records")
+    export.add_argument("--job-interval", type=parse_duration, default=86400.0, metavar="DURATION",
+                        help="with --api analytics: one job per this much of the window (default 1d)")
     export.add_argument("--out", default="exports", metavar="DIR", help="folder for export files (default exports/)")
     add_poll_options(export)
     add_org_options(export, "source")

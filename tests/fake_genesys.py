@@ -1,6 +1,6 @@
 """A local fake of the Genesys Cloud API that migrate.py speaks (stdlib only).
 
-Implements ../shared/api-contract.md sections 1-8 over real loopback HTTP: one port per org
+Implements ../shared/api-contract.md sections 1-9 over real loopback HTTP: one port per org
 (serving both /oauth/token and /api/v2) and one separate "download host" for pre-signed export URLs.
 The interface is fixed in tests/FAKE_SPEC.md; read that first.
 
@@ -13,6 +13,8 @@ import argparse
 import base64
 import collections
 import copy
+import hashlib
+import itertools
 import json
 import math
 import random
@@ -36,6 +38,7 @@ __all__ = [
     "FakeOrg",
     "LoggedRequest",
     "InteractionSource",
+    "ConversationSource",
     "populate_reference_objects",
     "populate_config_org",
     "copy_some_names",
@@ -45,6 +48,7 @@ __all__ = [
     "FLOW_TYPES",
     "FLOW_TYPE_KEYS",
     "generate_interactions",
+    "generate_conversations",
     "canonical_json",
     "main",
 ]
@@ -1300,10 +1304,492 @@ class _ConfigOrg:
 
 
 # --------------------------------------------------------------------------------------------
+# Section 9: analytics conversation-detail jobs (the request handlers; FakeOrg inherits them)
+# --------------------------------------------------------------------------------------------
+
+ANALYTICS_JOBS_PATH = "/api/v2/analytics/conversations/details/jobs"
+ANALYTICS_DEFAULT_PAGE_SIZE = 100
+ANALYTICS_MAX_PAGE_SIZE = 1000
+_ASYNC_QUERY_FIELDS = frozenset({"conversationFilters", "segmentFilters", "evaluationFilters", "surveyFilters",
+                                 "resolutionFilters", "order", "orderBy", "interval", "limit",
+                                 "startOfDayIntervalMatching"})
+_UNSUPPORTED_FILTERS = ("evaluationFilters", "surveyFilters", "resolutionFilters")
+_ORDERS = ("asc", "desc", "unordered")
+_ORDER_BYS = ("conversationStart", "conversationEnd", "segmentStart", "segmentEnd")
+_PREDICATE_FIELDS = frozenset({"type", "dimension", "operator", "value"})
+_OPERATORS = ("matches", "exists", "notExists")
+# dimension -> (level, field); level: "conv", "part", "sess", "seg"; a field ending in "[]" is a list to search
+_SEGMENT_DIMENSIONS = {
+    "mediaType": ("sess", "mediaType"), "direction": ("sess", "direction"), "ani": ("sess", "ani"),
+    "dnis": ("sess", "dnis"), "sessionId": ("sess", "sessionId"), "purpose": ("part", "purpose"),
+    "userId": ("part", "userId"), "participantName": ("part", "participantName"),
+    "participantId": ("part", "participantId"), "queueId": ("seg", "queueId"),
+    "segmentType": ("seg", "segmentType"), "wrapUpCode": ("seg", "wrapUpCode"),
+    "requestedLanguageId": ("seg", "requestedLanguageId"),
+    "requestedRoutingSkillId": ("seg", "requestedRoutingSkillIds[]"), "conversationId": ("conv", "conversationId"),
+}
+_CONVERSATION_DIMENSIONS = {
+    "conversationId": ("conv", "conversationId"), "originatingDirection": ("conv", "originatingDirection"),
+    "divisionId": ("conv", "divisionIds[]"),
+}
+_FOREVER_MS = 1 << 62
+
+
+def _parse_interval(value):
+    """'start/end' (ISO-8601 date-times with a zone designator) -> (start_dt, end_dt); raises _Reply 400."""
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise _bad("interval must be a string 'start/end' of ISO-8601 date-times, e.g. "
+                   "'2026-01-01T00:00:00.000Z/2026-01-02T00:00:00.000Z'.", field="interval")
+    parts = []
+    for text in value.split("/"):
+        text = text.strip()
+        try:
+            if "T" not in text:
+                raise ValueError(text)
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise _bad("interval %r: %r is not an ISO-8601 date-time." % (value, text), field="interval")
+        if dt.tzinfo is None:
+            raise _bad("interval %r: %r has no zone designator (use Z)." % (value, text), field="interval")
+        parts.append(dt.astimezone(timezone.utc))
+    if parts[0] >= parts[1]:
+        raise _bad("interval %r: the start must be before the end." % value, field="interval")
+    return parts[0], parts[1]
+
+
+def _check_filters(filters, field, dimensions):
+    """Validates a list of ConversationDetailQueryFilter / SegmentDetailQueryFilter (the part the fake knows)."""
+    if filters is None:
+        return []
+    if not isinstance(filters, list):
+        raise _bad("%s must be a list." % field, field=field)
+
+    def check(flt, path, depth):
+        if not isinstance(flt, dict):
+            raise _bad("%s must be an object." % path, field=path)
+        unknown = set(flt) - {"type", "clauses", "predicates"}
+        if unknown:
+            raise _bad("%s: unknown field(s) %s." % (path, ", ".join(sorted(unknown))), field=path)
+        if flt.get("type") not in ("and", "or"):
+            raise _bad("%s.type must be 'and' or 'or'." % path, field=path + ".type")
+        clauses = flt.get("clauses") or []
+        predicates = flt.get("predicates") or []
+        if not isinstance(clauses, list) or not isinstance(predicates, list):
+            raise _bad("%s: clauses and predicates must be lists." % path, field=path)
+        if depth and clauses:
+            raise _bad("%s: a clause cannot hold clauses." % path, field=path + ".clauses")
+        if not clauses and not predicates:
+            raise _bad("%s needs predicates or clauses." % path, field=path)
+        for n, c in enumerate(clauses):
+            check(c, "%s.clauses[%d]" % (path, n), depth + 1)
+        for n, p in enumerate(predicates):
+            ppath = "%s.predicates[%d]" % (path, n)
+            if not isinstance(p, dict):
+                raise _bad("%s must be an object." % ppath, field=ppath)
+            unknown = set(p) - _PREDICATE_FIELDS
+            if unknown:
+                raise _bad("%s: field(s) %s are not supported by the fake." % (ppath, ", ".join(sorted(unknown))),
+                           field=ppath)
+            if p.get("type", "dimension") != "dimension":
+                raise _bad("%s: only predicates of type 'dimension' are supported by the fake." % ppath,
+                           field=ppath + ".type")
+            if p.get("dimension") not in dimensions:
+                raise _bad("%s: dimension %r is not supported (known: %s)."
+                           % (ppath, p.get("dimension"), ", ".join(sorted(dimensions))), field=ppath + ".dimension")
+            op = p.get("operator", "matches")
+            if op not in _OPERATORS:
+                raise _bad("%s.operator must be one of %s." % (ppath, ", ".join(_OPERATORS)),
+                           field=ppath + ".operator")
+            if op == "matches" and not isinstance(p.get("value"), str):
+                raise _bad("%s.value must be a string." % ppath, field=ppath + ".value")
+
+    for n, flt in enumerate(filters):
+        check(flt, "%s[%d]" % (field, n), 0)
+    return filters
+
+
+def _dim_values(ctx, spec):
+    """The values of a dimension in a (conv, part, sess, seg) context (a list, maybe empty)."""
+    level, name = spec
+    obj = ctx[{"conv": 0, "part": 1, "sess": 2, "seg": 3}[level]]
+    if not isinstance(obj, dict):
+        return []
+    if name.endswith("[]"):
+        value = obj.get(name[:-2])
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+    value = obj.get(name)
+    return [value] if isinstance(value, str) else []
+
+
+def _eval_filter(flt, ctx, dimensions):
+    results = []
+    for p in flt.get("predicates") or []:
+        values = _dim_values(ctx, dimensions[p["dimension"]])
+        op = p.get("operator", "matches")
+        if op == "exists":
+            results.append(bool(values))
+        elif op == "notExists":
+            results.append(not values)
+        else:
+            results.append(p["value"] in values)
+    for c in flt.get("clauses") or []:
+        results.append(_eval_filter(c, ctx, dimensions))
+    return any(results) if flt["type"] == "or" else all(results)
+
+
+def _segment_contexts(conv):
+    for part in conv.get("participants") or []:
+        if not isinstance(part, dict):
+            continue
+        for sess in part.get("sessions") or []:
+            if not isinstance(sess, dict):
+                continue
+            segs = [s for s in (sess.get("segments") or []) if isinstance(s, dict)] or [{}]
+            for seg in segs:
+                yield conv, part, sess, seg
+
+
+def _filter_media_types(segment_filters):
+    """The mediaType values a conversation must have one of (for the source), or None for any."""
+    allowed = None
+    for flt in segment_filters:
+        preds = flt.get("predicates") or []
+        if flt.get("clauses") or not preds:
+            continue
+        if not all(p.get("dimension") == "mediaType" and p.get("operator", "matches") == "matches" for p in preds):
+            continue
+        if flt["type"] == "and" and len(preds) > 1:
+            continue
+        values = {p["value"] for p in preds}
+        allowed = values if allowed is None else allowed & values
+    return None if allowed is None else tuple(sorted(allowed))
+
+
+def _encode_cursor(job, offset, position):
+    raw = json.dumps({"j": job.id[:8], "o": offset, "p": position}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(job, cursor):
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        if data["j"] != job.id[:8] or not isinstance(data["o"], int) or data["o"] < 1:
+            raise ValueError(cursor)
+        return data["o"], data.get("p")
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, AttributeError):
+        raise _bad("Invalid cursor %r for job %s." % (cursor[:80], job.id), field="cursor")
+
+
+class _AnalyticsJob:
+    def __init__(self, org, query):
+        self.id = str(uuid.uuid4())
+        self.created = time.monotonic()
+        self.submitted = datetime.now(timezone.utc)
+        self.duration = max(0.0, float(org.analytics_job_seconds))
+        self.ttl = float(org.analytics_job_ttl)
+        self.start_dt, self.end_dt = query["interval"]
+        self.start_of_day = query["startOfDayIntervalMatching"]
+        self.order = query["order"]
+        self.order_by = query["orderBy"]
+        self.limit = query["limit"]
+        self.segment_filters = query["segmentFilters"]
+        self.conversation_filters = query["conversationFilters"]
+        self.media_types = _filter_media_types(self.segment_filters)
+        self.availability = None             # datetime: the datalake's availability when the job ran
+        self.fail_message = None
+        self.cancelled = False
+        self.expired_at = None               # datetime when expire_analytics_jobs() expired it
+        self.snapshot = None                 # list of matching records (org.conversations mode)
+        self.source = None                   # org.conversation_source at creation (source mode)
+        self.lock = threading.Lock()
+        self.cancelled_after = False         # cancelled once FULFILLED (keeps its completionDate)
+        self._avail_ms = _FOREVER_MS
+        self.live = None                     # (offset, iterator, peeked) for sources without .resume
+        self.last_page = None                # (offset, position, want, records, next cursor) for repeats
+        if self.start_of_day:
+            day = timedelta(days=1)
+            lo = datetime(self.start_dt.year, self.start_dt.month, self.start_dt.day, tzinfo=timezone.utc)
+            hi = datetime(self.end_dt.year, self.end_dt.month, self.end_dt.day, tzinfo=timezone.utc)
+            if hi < self.end_dt:
+                hi += day
+            self.window = (lo, hi)
+        else:
+            self.window = (self.start_dt, self.end_dt)
+        self._lo_ms, self._hi_ms = _to_ms(self.window[0]), _to_ms(self.window[1])
+
+    @property
+    def completed(self):
+        return self.submitted + timedelta(seconds=self.duration)
+
+    def matches(self, conv):
+        """Interval (any activity, or the start-of-day rule), data availability, filters."""
+        if not isinstance(conv, dict):
+            return False
+        try:
+            start = _to_ms(conv["conversationStart"])
+            end = _to_ms(conv["conversationEnd"]) if conv.get("conversationEnd") else _FOREVER_MS
+        except (KeyError, TypeError, ValueError):
+            return False
+        if self.start_of_day:
+            if not self._lo_ms <= start < self._hi_ms:
+                return False
+        elif not (start < self._hi_ms and end >= self._lo_ms):
+            return False
+        if end > self._avail_ms:
+            return False
+        ctx = (conv, None, None, None)
+        for flt in self.conversation_filters:
+            if not _eval_filter(flt, ctx, _CONVERSATION_DIMENSIONS):
+                return False
+        for flt in self.segment_filters:
+            if not any(_eval_filter(flt, c, _SEGMENT_DIMENSIONS) for c in _segment_contexts(conv)):
+                return False
+        return True
+
+
+class _AnalyticsOrg:
+    """Section 9 handlers, mixed into FakeOrg."""
+
+    def _init_analytics(self):
+        self.conversations = []                 # AnalyticsConversation dicts (list mode)
+        self.conversation_source = None         # callable (start_dt, end_dt, media_types) -> iterable
+        self.fail_next_analytics_job = None
+        self._analytics_jobs = {}
+
+    # ---- public helpers -----------------------------------------------------------------------
+    def analytics_job(self, job_id):
+        """The internal analytics job (for tests): .snapshot, .source, .availability, .cancelled ..."""
+        return self._analytics_jobs.get(job_id)
+
+    def expire_analytics_jobs(self):
+        """Every job FULFILLED now becomes EXPIRED (its results 404). Returns the ids expired."""
+        now = time.monotonic()
+        done = []
+        with self.lock:
+            for job in self._analytics_jobs.values():
+                if self._analytics_state(job, now) == "FULFILLED":
+                    job.expired_at = datetime.now(timezone.utc)
+                    done.append(job.id)
+        return done
+
+    def analytics_availability(self):
+        """The dataAvailabilityDate now (a datetime): the knob, or now minus one hour."""
+        if self.data_availability_date is None:
+            return datetime.now(timezone.utc) - timedelta(hours=1)
+        return _parse_ts(self.data_availability_date).astimezone(timezone.utc)
+
+    # ---- routing --------------------------------------------------------------------------------
+    def _route_analytics(self, m, parts, rec, body):
+        if parts[:4] != ["analytics", "conversations", "details", "jobs"]:
+            return None
+        rest = parts[4:]
+        if not rest:
+            if m != "POST":
+                raise _method_not_allowed(m, ANALYTICS_JOBS_PATH)
+            return self._analytics_create(_json_body(body))
+        if rest == ["availability"]:
+            if m != "GET":
+                raise _method_not_allowed(m, ANALYTICS_JOBS_PATH + "/availability")
+            return 200, {"dataAvailabilityDate": _iso(self.analytics_availability())}
+        if len(rest) == 1:
+            if m == "GET":
+                return self._analytics_status(rest[0])
+            if m == "DELETE":
+                return self._analytics_cancel(rest[0])
+            raise _method_not_allowed(m, ANALYTICS_JOBS_PATH + "/{jobId}")
+        if len(rest) == 2 and rest[1] == "results":
+            if m != "GET":
+                raise _method_not_allowed(m, ANALYTICS_JOBS_PATH + "/{jobId}/results")
+            return self._analytics_results(rest[0], rec.query)
+        return None
+
+    # ---- create ---------------------------------------------------------------------------------
+    def _analytics_create(self, payload):
+        if not isinstance(payload, dict):
+            raise _bad("The request body must be a JSON object (AsyncConversationQuery).")
+        unknown = set(payload) - _ASYNC_QUERY_FIELDS
+        if unknown:
+            raise _bad("Unknown field(s) %s in AsyncConversationQuery." % ", ".join(sorted(unknown)),
+                       field=sorted(unknown)[0])
+        query = {"interval": _parse_interval(payload.get("interval"))}
+        order = payload.get("order", "asc")
+        if order not in _ORDERS:
+            raise _bad("order must be one of %s." % ", ".join(_ORDERS), field="order")
+        order_by = payload.get("orderBy", "conversationStart")
+        if order_by not in _ORDER_BYS:
+            raise _bad("orderBy must be one of %s." % ", ".join(_ORDER_BYS), field="orderBy")
+        limit = payload.get("limit")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise _bad("limit must be a positive integer.", field="limit")
+        sod = payload.get("startOfDayIntervalMatching", False)
+        if not isinstance(sod, bool):
+            raise _bad("startOfDayIntervalMatching must be a boolean.", field="startOfDayIntervalMatching")
+        for name in _UNSUPPORTED_FILTERS:
+            if payload.get(name):
+                raise _bad("%s are not supported by the fake." % name, field=name)
+        query.update(order=order, orderBy=order_by, limit=limit, startOfDayIntervalMatching=sod,
+                     segmentFilters=_check_filters(payload.get("segmentFilters"), "segmentFilters",
+                                                   _SEGMENT_DIMENSIONS),
+                     conversationFilters=_check_filters(payload.get("conversationFilters"), "conversationFilters",
+                                                        _CONVERSATION_DIMENSIONS))
+        job = _AnalyticsJob(self, query)
+        job.availability = self.analytics_availability()
+        job._avail_ms = _to_ms(job.availability)
+        with self.lock:
+            job.fail_message, self.fail_next_analytics_job = self.fail_next_analytics_job, None
+            source = self.conversation_source
+            conversations = self.conversations if source is None else None
+        if source is not None and not (order in ("asc", "unordered") and order_by in ("conversationStart",
+                                                                                       "segmentStart")):
+            raise _bad("The fake's conversation_source serves only order asc by conversationStart "
+                       "(got order %r, orderBy %r)." % (order, order_by), field="orderBy")
+        if source is None:
+            key_field = "conversationEnd" if order_by in ("conversationEnd", "segmentEnd") else "conversationStart"
+            picked = [c for c in list(conversations) if job.matches(c)]
+
+            def key(c):
+                value = c.get(key_field)
+                return _to_ms(value) if value else _FOREVER_MS
+
+            picked.sort(key=key, reverse=(order == "desc"))
+            job.snapshot = picked
+        else:
+            job.source = source
+        with self.lock:
+            self._analytics_jobs[job.id] = job
+        return 202, {"jobId": job.id}
+
+    # ---- status / cancel --------------------------------------------------------------------------
+    @staticmethod
+    def _analytics_state(job, now):
+        elapsed = now - job.created
+        if job.cancelled:
+            return "CANCELLED"
+        if elapsed < job.duration:
+            return "QUEUED" if elapsed < job.duration * 0.2 else "PENDING"
+        if job.fail_message is not None:
+            return "FAILED"
+        if job.expired_at is not None or elapsed >= job.duration + job.ttl:
+            return "EXPIRED"
+        return "FULFILLED"
+
+    def _analytics_job_or_404(self, job_id):
+        job = self._analytics_jobs.get(job_id)
+        if job is None:
+            raise _Reply(404, "not.found", "Analytics job %s not found." % job_id)
+        return job
+
+    def _analytics_status(self, job_id):
+        job = self._analytics_job_or_404(job_id)
+        with self.lock:
+            state = self._analytics_state(job, time.monotonic())
+            answer = {"state": state, "submissionDate": _iso(job.submitted)}
+            if state in ("FULFILLED", "FAILED", "EXPIRED") or (state == "CANCELLED" and job.cancelled_after):
+                answer["completionDate"] = _iso(job.completed)
+            if state == "FULFILLED":
+                answer["expirationDate"] = _iso(job.completed + timedelta(seconds=job.ttl))
+            elif state == "EXPIRED":
+                answer["expirationDate"] = _iso(job.expired_at or job.completed + timedelta(seconds=job.ttl))
+            elif state == "FAILED":
+                answer["errorMessage"] = job.fail_message
+        return 200, answer
+
+    def _analytics_cancel(self, job_id):
+        job = self._analytics_job_or_404(job_id)
+        with self.lock:
+            state = self._analytics_state(job, time.monotonic())
+            if state in ("QUEUED", "PENDING", "FULFILLED"):
+                job.cancelled = True
+                job.cancelled_after = state == "FULFILLED"
+        with job.lock:                          # a results request in progress finishes first
+            if job.cancelled:
+                job.snapshot = job.live = job.last_page = None
+        return 204, None
+
+    # ---- results --------------------------------------------------------------------------------
+    def _analytics_results(self, job_id, query):
+        job = self._analytics_job_or_404(job_id)
+        size = query.get("pageSize", "")
+        if size == "":
+            size = ANALYTICS_DEFAULT_PAGE_SIZE
+        else:
+            try:
+                size = int(size)
+            except ValueError:
+                raise _bad("pageSize must be an integer.", field="pageSize")
+            if not 1 <= size <= ANALYTICS_MAX_PAGE_SIZE:
+                raise _bad("pageSize must be between 1 and %d." % ANALYTICS_MAX_PAGE_SIZE, field="pageSize")
+        with self.lock:
+            state = self._analytics_state(job, time.monotonic())
+        if state in ("CANCELLED", "EXPIRED"):
+            raise _Reply(404, "not.found", "The results of analytics job %s are no longer available (%s)."
+                         % (job.id, state))
+        if state != "FULFILLED":
+            raise _bad("Analytics job %s is %s; results are available once it is FULFILLED." % (job.id, state))
+        cursor = query.get("cursor", "")
+        offset, position = _decode_cursor(job, cursor) if cursor else (0, None)
+        want = size if job.limit is None else min(size, job.limit - offset)
+        with job.lock:
+            if job.cancelled:
+                raise _Reply(404, "not.found", "The results of analytics job %s are no longer available "
+                                               "(CANCELLED)." % job.id)
+            records, more, next_position = self._analytics_page(job, offset, position, max(0, want))
+        answer = {"conversations": records}
+        if more:
+            answer["cursor"] = _encode_cursor(job, offset + len(records), next_position)
+        answer["dataAvailabilityDate"] = _iso(job.availability)
+        return 200, answer
+
+    def _analytics_page(self, job, offset, position, want):
+        """(records, more, position after them). Call with job.lock held."""
+        if want <= 0:
+            return [], False, None
+        last = job.last_page
+        if last is not None and last[:3] == (offset, position, want):          # a repeated request
+            return last[3], last[4], last[5]
+        limit_left = None if job.limit is None else job.limit - offset - want
+        if job.snapshot is not None:
+            records = job.snapshot[offset:offset + want]
+            more = offset + want < len(job.snapshot) and (limit_left is None or limit_left > 0)
+            return records, more, None
+        resume = getattr(job.source, "resume", None)
+        if callable(resume):
+            records, next_position, more = [], position, False
+            for pos, conv in resume(job.window[0], job.window[1], job.media_types, position):
+                if not job.matches(conv):
+                    continue
+                if len(records) == want:
+                    more = True
+                    break
+                records.append(conv)
+                next_position = pos
+        else:
+            live = job.live
+            if live is not None and live[0] == offset:
+                it, peeked = live[1], live[2]
+            else:                                   # restart and skip (a source without .resume)
+                it = (c for c in job.source(job.window[0], job.window[1], job.media_types) if job.matches(c))
+                peeked = None
+                for _ in itertools.islice(it, offset):
+                    pass
+            records = [peeked] if peeked is not None else []
+            records.extend(itertools.islice(it, want - len(records)))
+            peeked = next(it, None)
+            more = peeked is not None
+            job.live = (offset + len(records), it, peeked) if more else None
+            next_position = None
+        if limit_left is not None and limit_left <= 0:
+            more = False
+        job.last_page = (offset, position, want, records, more, next_position)
+        return records, more, next_position
+
+
+# --------------------------------------------------------------------------------------------
 # One org
 # --------------------------------------------------------------------------------------------
 
-class FakeOrg(_ConfigOrg):
+class FakeOrg(_AnalyticsOrg, _ConfigOrg):
     KNOB_DEFAULTS = {
         "token_lifetime": 86399,
         "api_domain": None,
@@ -1319,6 +1805,9 @@ class FakeOrg(_ConfigOrg):
         "import_seconds_per_record": 0.0005,
         "max_body_bytes": MAX_BODY_BYTES,
         "flow_job_seconds": 0.3,
+        "analytics_job_seconds": 0.3,
+        "analytics_job_ttl": 300.0,
+        "data_availability_date": None,
     }
 
     def __init__(self, fake, name, **knobs):
@@ -1356,6 +1845,7 @@ class FakeOrg(_ConfigOrg):
         self._import_running = []
         self._import_seq = 0
         self._init_config()
+        self._init_analytics()
 
     # ---- public helpers -----------------------------------------------------------------
     def revoke_tokens(self):
@@ -1466,7 +1956,11 @@ class FakeOrg(_ConfigOrg):
         # /api/v2/flows/jobs/{id} and /api/v2/flows/export/jobs/{id}
         if len(parts) == 6 and parts[3] == "flows" and parts[4] == "jobs" and parts[5]:
             return True
-        return len(parts) == 7 and parts[3:6] == ["flows", "export", "jobs"] and parts[6] != ""
+        if len(parts) == 7 and parts[3:6] == ["flows", "export", "jobs"] and parts[6] != "":
+            return True
+        # /api/v2/analytics/conversations/details/jobs/{id} (not .../availability, not .../{id}/results)
+        return (len(parts) == 8 and parts[3:7] == ["analytics", "conversations", "details", "jobs"]
+                and parts[7] not in ("", "availability"))
 
     # ---- auth ----------------------------------------------------------------------------
     def _token(self, h, rec, body):
@@ -1593,6 +2087,9 @@ class FakeOrg(_ConfigOrg):
                     return self._import_create(_json_body(body))
                 if len(parts) == 3 and m == "GET":
                     return self._import_status(parts[2])
+        answer = self._route_analytics(m, parts, rec, body)
+        if answer is not None:
+            return answer
         answer = self._route_config(m, parts, rec, body)
         if answer is not None:
             return answer
@@ -2252,6 +2749,15 @@ def _names(pool, n):
     return out
 
 
+class _RefIds(dict):
+    """{kind: [ids]} as populate_reference_objects returns it; .names maps every id to its name (the
+    conversation generator uses it for participantName and flowName)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.names = {}
+
+
 def populate_reference_objects(org, seed=0, queues=8, flows=4, skills=6, languages=3, wrapupcodes=6, users=10):
     """Adds realistic reference objects to org; returns {kind: [ids]}.
 
@@ -2259,11 +2765,12 @@ def populate_reference_objects(org, seed=0, queues=8, flows=4, skills=6, languag
     same names, like a cloned org); ids depend on the seed and the org's name (so they differ)."""
     rng_names = random.Random("%s:names" % seed)
     rng_ids = random.Random("%s:%s:ids" % (seed, org.name))
-    refs = {}
+    refs = _RefIds()
 
     def add(kind, name, **fields):
         oid = org.add_object(kind, name, id=_rng_uuid(rng_ids), **fields)
         refs.setdefault(kind, []).append(oid)
+        refs.names[oid] = name
         return oid
 
     with org.lock:
@@ -2273,6 +2780,7 @@ def populate_reference_objects(org, seed=0, queues=8, flows=4, skills=6, languag
             home = org.objects["divisions"][home_id]
         else:
             refs["divisions"] = [home["id"]]
+            refs.names[home["id"]] = home["name"]
     division = {"id": home["id"], "name": home["name"], "selfUri": home["selfUri"]}
 
     for name in _names(_SKILL_NAMES, skills):
@@ -2844,6 +3352,332 @@ class InteractionSource:
         return generate_interactions(self.refs, self.n, self.start, self.end, self.seed, self.types)
 
 
+# ---- section 9: analytics conversations (AnalyticsConversation records) ------------------------
+
+_M64 = (1 << 64) - 1
+_CONV_TYPES = ("voice", "chat", "email")
+_UNUSUAL_TYPES = ("callback", "message")
+_CONV_DURATIONS = {"voice": (60, 1800), "chat": (180, 2700), "email": (120, 1200), "callback": (120, 1200),
+                   "message": (300, 3600)}                     # seconds (lo, hi) of a conversation's lifetime
+_CONV_LONG = (3600, 12600)                                     # 1 h .. 3.5 h: the long ones (about 3 %)
+_LONG_STRIDE = 16                                              # long conversations sit on indices i % 16 == 0
+_LONG_SHARE = 0.48                                             # ... and are 48 % of those: 3 % overall
+_BOUNDARY_EXTRA = 600000                                       # a forced day-boundary crosser ends <= 10 min after
+
+
+def _mix64(x):
+    """splitmix64: a cheap, well-spread 64-bit hash (random access to the skeleton by index)."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def _seed_key(seed):
+    return int.from_bytes(hashlib.sha256(("conversations:%s" % seed).encode("utf-8")).digest()[:8], "big")
+
+
+class _ConvSkeleton:
+    """What is known of conversation i without building it, in O(1): start ms, first media type, lifetime.
+
+    Starts: base_i = t0 + floor(i * span / n), start_i in [base_i, base_{i+1}): strictly increasing and distinct.
+    The last conversation starting before each UTC midnight inside the window lasts across that midnight."""
+
+    def __init__(self, n, start, end, seed, media_types, unusual):
+        self.n = int(n)
+        self.t0, self.t1 = _to_ms(start), _to_ms(end)
+        self.span = self.t1 - self.t0
+        if self.n < 0 or self.span <= 0:
+            raise ValueError("need n >= 0 and start < end")
+        if self.n > self.span:
+            raise ValueError("window too short for %d distinct millisecond start times" % n)
+        self.types = tuple(media_types)
+        if not self.types:
+            raise ValueError("media_types must not be empty")
+        self.unusual = float(unusual)
+        self.key = _seed_key(seed)
+        gap = -(-self.span // self.n) if self.n else 0
+        self.normal_max = max(max(hi for _, hi in _CONV_DURATIONS.values()) * 1000,
+                              2 * gap + _BOUNDARY_EXTRA) + 1
+        self.long_max = max(self.normal_max, _CONV_LONG[1] * 1000 + 1)
+
+    def base(self, i):
+        return self.t0 + (i * self.span) // self.n
+
+    def start(self, i):
+        lo = self.base(i)
+        gap = self.base(i + 1) - lo
+        return lo + ((_mix64(self.key + 2 * i) & 0xFFFFFFFF) * gap >> 32)
+
+    def at(self, i):
+        """(start ms, first-session media type, base media type, lifetime ms) of conversation i."""
+        h1 = _mix64(self.key + 2 * i)
+        h2 = _mix64(self.key + 2 * i + 1)
+        lo = self.base(i)
+        t = lo + ((h1 & 0xFFFFFFFF) * (self.base(i + 1) - lo) >> 32)
+        base_type = self.types[((h1 >> 32) & 0xFFFF) * len(self.types) >> 16]
+        kind = base_type
+        if self.unusual > 0 and ((h1 >> 48) & 0xFFFF) / 65536.0 < self.unusual:
+            kind = _UNUSUAL_TYPES[h2 & 1]
+        v = ((h2 >> 1) & 0xFFFFFFFF) / 4294967296.0
+        if i % _LONG_STRIDE == 0 and ((h2 >> 33) & 0xFFFF) / 65536.0 < _LONG_SHARE:
+            lo_s, hi_s = _CONV_LONG
+            dur = int((lo_s + (hi_s - lo_s) * v) * 1000)
+        else:
+            lo_s, hi_s = _CONV_DURATIONS[kind]
+            dur = int((lo_s + (hi_s - lo_s) * v * v) * 1000)
+        midnight = (t // _DAY_MS + 1) * _DAY_MS               # the next UTC midnight after t
+        if i + 1 < self.n and midnight < self.t1 and midnight <= self.base(i + 2) and self.start(i + 1) >= midnight:
+            need = midnight - t + 60000 + int(v * (_BOUNDARY_EXTRA - 60000))
+            dur = max(dur, need)
+        return t, kind, base_type, dur
+
+    def media(self, kind, base_type):
+        """The mediaTypes of a conversation's sessions."""
+        if kind == "callback":
+            return ("callback", "voice")
+        return (kind,)
+
+    def first_at_or_after(self, ms):
+        """The smallest index whose start is >= ms (n if none)."""
+        if ms <= self.t0:
+            return 0
+        if ms >= self.t1:
+            return self.n
+        i = min(self.n, max(0, ((ms - self.t0) * self.n) // self.span))
+        while i > 0 and self.start(i - 1) >= ms:
+            i -= 1
+        while i < self.n and self.start(i) < ms:
+            i += 1
+        return i
+
+    def candidates(self, lo_ms, hi_ms, position=None):
+        """Indices of conversations that may overlap [lo_ms, hi_ms), from position on, in order."""
+        i_long = self.first_at_or_after(lo_ms - self.long_max)
+        i_norm = self.first_at_or_after(lo_ms - self.normal_max)
+        i_end = self.first_at_or_after(hi_ms)
+        i = i_long if position is None else max(int(position), i_long)
+        while i < i_end:
+            if i < i_norm and i % _LONG_STRIDE:
+                i = min(i_norm, i + _LONG_STRIDE - i % _LONG_STRIDE)
+                continue
+            yield i
+            i += 1
+
+    def selected(self, lo_ms, hi_ms, media_types=None, position=None):
+        """(index, start, kind, base type, lifetime) of the conversations overlapping [lo_ms, hi_ms) with a
+        session of one of media_types (None: any). Overlap: start < hi and end >= lo."""
+        wanted = None if media_types is None else set(media_types)
+        for i in self.candidates(lo_ms, hi_ms, position):
+            t, kind, base_type, dur = self.at(i)
+            if t + dur < lo_ms:
+                continue
+            if wanted is not None and wanted.isdisjoint(self.media(kind, base_type)):
+                continue
+            yield i, t, kind, base_type, dur
+
+
+def _ref_names(refs, names):
+    """id -> name lookup: names (a dict, or a FakeOrg), else refs.names (populate_reference_objects)."""
+    if names is None:
+        names = getattr(refs, "names", None) or {}
+    if hasattr(names, "objects") and hasattr(names, "lock"):          # a FakeOrg
+        org = names
+        with org.lock:
+            names = {oid: o.get("name") for kind in org.objects.values() for oid, o in kind.items()}
+    return names
+
+
+_UUID_CLEAR = ~((0xc000 << 48) | (0xf000 << 64))
+_UUID_SET = (0x8000 << 48) | (4 << 76)
+
+
+def _fast_uuid(rng):
+    """The same string as str(uuid.UUID(int=rng.getrandbits(128), version=4)), a few times faster."""
+    h = "%032x" % ((rng.getrandbits(128) & _UUID_CLEAR) | _UUID_SET)
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
+def _tel(rnd, prefix="+1555"):
+    return "tel:%s%07d" % (prefix, int(rnd() * 10 ** 7))
+
+
+def _make_conversation(refs, names, key, i, t, kind, base_type, dur):
+    rng = random.Random((key << 32) ^ (i * 2654435761 + 97))
+    rnd = rng.random
+
+    def pick(kind_name):
+        seq = refs.get(kind_name) or []
+        return seq[int(rnd() * len(seq))] if seq else None
+
+    def name_of(oid, what):
+        value = names.get(oid) if oid else None
+        return value if isinstance(value, str) else "%s %s" % (what, (oid or "unknown")[:8])
+
+    def seg(start_ms, end_ms, stype, **extra):
+        out = {"segmentStart": _iso_ms(start_ms), "segmentEnd": _iso_ms(end_ms), "segmentType": stype}
+        out.update((k, v) for k, v in extra.items() if v is not None)
+        return out
+
+    def session(media, direction, ani, dnis, segments, flow=None):
+        out = {"sessionId": _fast_uuid(rng), "mediaType": media, "direction": direction, "ani": ani, "dnis": dnis}
+        if flow is not None:
+            out["flow"] = flow
+        out["segments"] = segments
+        return out
+
+    def participant(purpose, pname, sessions, user_id=None):
+        out = {"participantId": _fast_uuid(rng), "purpose": purpose}
+        if user_id is not None:
+            out["userId"] = user_id
+        out["participantName"] = pname
+        out["sessions"] = sessions
+        return out
+
+    conv_id = _fast_uuid(rng)
+    media = kind                                    # the first session's mediaType
+    first, last = _FIRST[int(rnd() * len(_FIRST))], _LAST[int(rnd() * len(_LAST))]
+    customer_name = "%s %s" % (first, last)
+    if media in ("voice", "callback", "message"):
+        ani, dnis = _tel(rnd), "tel:+1800555%04d" % int(rnd() * 10 ** 4)
+    elif media == "email":
+        ani, dnis = "mailto:%s.%s%d@example.net" % (first.lower(), last.lower(), int(rnd() * 1000)), \
+            "mailto:support@example.com"
+    else:
+        ani, dnis = "%s:%s.%s" % (media, first.lower(), last.lower()), "%s:webchat" % media
+    outbound = media == "callback" or (media == "voice" and rnd() < 0.15)
+    queue, flow_id, user = pick("queues"), pick("flows"), pick("users")
+    wrapup, language = pick("wrapupcodes"), pick("languages")
+    skills_pool = refs.get("skills") or []
+    skills = []
+    if skills_pool and rnd() < 0.9:
+        skills.append(skills_pool[int(rnd() * len(skills_pool))])
+        if len(skills_pool) > 1 and rnd() < 0.4:
+            second = skills_pool[int(rnd() * len(skills_pool))]
+            if second != skills[0]:
+                skills.append(second)
+    if rnd() >= 0.8:
+        language = None
+    divisions = refs.get("divisions") or []
+
+    # the lifetime [t, t + dur] split into phases (integers, summing to dur exactly)
+    ivr = 0 if outbound else max(1, int(dur * (0.02 + rnd() * 0.06)))
+    wait = 0 if media == "voice" and outbound else max(1, int(dur * (0.02 + rnd() * 0.10)))
+    alert = max(1, int(dur * (0.005 + rnd() * 0.015)))
+    wrap = max(1, int(dur * (0.03 + rnd() * 0.07)))
+    talk = dur - ivr - wait - alert - wrap
+    a_alert = t + ivr + wait                    # agent alerted
+    a_talk = a_alert + alert                    # agent connected
+    t_end = a_talk + talk                       # customer disconnects; then wrap-up
+    c_end = t + dur
+    talk_from = t if (outbound and media == "voice") else a_talk     # an agent-dialled call: talking from dialling
+    hold = None
+    if media in ("voice", "callback") and rnd() < 0.3:
+        h0 = talk_from + int((t_end - talk_from) * (0.3 + rnd() * 0.2))
+        hold = (h0, h0 + max(1, int((t_end - talk_from) * (0.05 + rnd() * 0.15))))
+    if hold:
+        agent_talk = [seg(talk_from, hold[0], "interact", queueId=queue), seg(hold[0], hold[1], "hold", queueId=queue),
+                      seg(hold[1], t_end, "interact", queueId=queue)]
+    else:
+        agent_talk = [seg(talk_from, t_end, "interact", queueId=queue)]
+    alert_seg = seg(a_alert, a_talk, "alert", queueId=queue)
+    wrap_seg = seg(t_end, c_end, "wrapup", queueId=queue, wrapUpCode=wrapup)
+    acd_seg = seg(t + ivr, a_talk, "interact", queueId=queue, requestedRoutingSkillIds=skills or None,
+                  requestedLanguageId=language)
+    agent_name = name_of(user, "User")
+    queue_name = name_of(queue, "Queue")
+
+    if media == "callback":                     # a callback: requested, queued, then dialled as a voice call
+        direction = "outbound"
+        participants = [
+            participant("customer", customer_name, [
+                session("callback", "outbound", ani, dnis, [seg(t, a_talk, "interact")]),
+                session("voice", "outbound", ani, dnis, [seg(a_talk, t_end, "interact")])]),
+            participant("acd", queue_name, [session("callback", "outbound", ani, dnis, [acd_seg])]),
+            participant("agent", agent_name, [
+                session("callback", "outbound", ani, dnis, [alert_seg]),
+                session("voice", "outbound", ani, dnis, agent_talk + [wrap_seg])], user_id=user),
+        ]
+    elif outbound:                              # an agent-dialled voice call
+        direction = "outbound"
+        participants = [
+            participant("agent", agent_name, [session("voice", "outbound", dnis, ani, agent_talk + [wrap_seg])],
+                        user_id=user),
+            participant("customer", customer_name, [session("voice", "outbound", dnis, ani,
+                                                            [seg(t, t_end, "interact")])]),
+        ]
+    else:                                       # inbound: customer -> IVR flow -> ACD queue -> agent
+        direction = "inbound"
+        flow = {"flowId": flow_id, "flowName": name_of(flow_id, "Flow")} if flow_id else None
+        participants = [
+            participant("customer", customer_name, [session(media, "inbound", ani, dnis,
+                                                            [seg(t, t_end, "interact")])]),
+            participant("ivr", flow["flowName"] if flow else "IVR", [session(media, "inbound", ani, dnis,
+                                                                             [seg(t, t + ivr, "ivr")], flow=flow)]),
+            participant("acd", queue_name, [session(media, "inbound", ani, dnis, [acd_seg])]),
+            participant("agent", agent_name, [session(media, "inbound", ani, dnis, [alert_seg] + agent_talk + [wrap_seg])],
+                        user_id=user),
+        ]
+    return {
+        "conversationId": conv_id,
+        "conversationStart": _iso_ms(t),
+        "conversationEnd": _iso_ms(c_end),
+        "originatingDirection": direction,
+        "divisionIds": divisions[:1],
+        "participants": participants,
+    }
+
+
+def generate_conversations(refs, n, start="2026-01-01T00:00:00Z", end="2026-01-03T00:00:00Z", seed=0,
+                           media_types=_CONV_TYPES, unusual=0.0, names=None):
+    """Yields n AnalyticsConversation records (contract section 9), conversationStart increasing and distinct
+    within [start, end). References come from refs (populate_reference_objects' dict); names from `names`
+    (id -> name, or a FakeOrg), else refs.names, else "Queue 1a2b3c4d"-like. A fraction `unusual` has a first
+    session of mediaType "callback" or "message". Deterministic by seed; record i is built on its own."""
+    sk = _ConvSkeleton(n, start, end, seed, media_types, unusual)
+    names = _ref_names(refs, names)
+    for i in range(sk.n):
+        t, kind, base_type, dur = sk.at(i)
+        yield _make_conversation(refs, names, sk.key, i, t, kind, base_type, dur)
+
+
+class ConversationSource:
+    """A ready-made org.conversation_source over generate_conversations(refs, n, ...) (same records).
+
+    Called as source(start, end, media_types) it yields, in conversationStart order, the conversations
+    overlapping [start, end) (start < end and conversationEnd >= start) with a session of one of media_types
+    (None: any), building no other record. .resume(start, end, media_types, position) yields (position,
+    record) and continues after a position it gave (the fake's cursor keeps it: paging is O(page)).
+    .count(start, end, media_types) counts without building records. start/end: datetimes or ISO strings."""
+
+    def __init__(self, refs, n, start="2026-01-01T00:00:00Z", end="2026-01-03T00:00:00Z", seed=0,
+                 media_types=_CONV_TYPES, unusual=0.0, names=None):
+        self.refs, self.n, self.start, self.end, self.seed = refs, n, start, end, seed
+        self.media_types, self.unusual = tuple(media_types), unusual
+        self.names = _ref_names(refs, names)
+        self.skeleton = _ConvSkeleton(n, start, end, seed, media_types, unusual)
+        self.built = 0                              # records built so far (tests check paging costs)
+
+    def _build(self, i, t, kind, base_type, dur):
+        self.built += 1
+        return _make_conversation(self.refs, self.names, self.skeleton.key, i, t, kind, base_type, dur)
+
+    def resume(self, start, end, media_types=None, position=None):
+        for i, t, kind, base_type, dur in self.skeleton.selected(_to_ms(start), _to_ms(end), media_types, position):
+            yield i + 1, self._build(i, t, kind, base_type, dur)
+
+    def __call__(self, start, end, media_types=None):
+        for _, record in self.resume(start, end, media_types):
+            yield record
+
+    def count(self, start, end, media_types=None):
+        return sum(1 for _ in self.skeleton.selected(_to_ms(start), _to_ms(end), media_types))
+
+    def __iter__(self):
+        for i in range(self.skeleton.n):
+            yield self._build(i, *self.skeleton.at(i))
+
+
 # --------------------------------------------------------------------------------------------
 # Standalone
 # --------------------------------------------------------------------------------------------
@@ -2859,6 +3693,7 @@ def main(argv=None):
     ap.add_argument("--import-seconds-per-record", type=float)
     ap.add_argument("--export-job-seconds", type=float)
     ap.add_argument("--flow-job-seconds", type=float)
+    ap.add_argument("--analytics-job-seconds", type=float)
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.orgs.split(",") if n.strip()]
     if not names:

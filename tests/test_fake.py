@@ -21,10 +21,12 @@ import requests
 from fake_genesys import (
     REMOVE,
     UUID_RE,
+    ConversationSource,
     FakeGenesys,
     InteractionSource,
     canonical_json,
     copy_some_names,
+    generate_conversations,
     generate_interactions,
     parse_flow_yaml,
     populate_config_org,
@@ -1467,3 +1469,451 @@ def test_clone_generated_org_through_the_api_and_roll_back(fake):
         assert r_status(t_api.delete(PATHS[kind] + "/" + oid)) == 204, (kind, oid)
     assert all(not tgt.objects[k] for k in ("skills", "queues", "flows", "schedules", "wrapupcodes"))
     assert fake.server_errors == []
+
+
+# ---- section 9: analytics conversation-detail jobs ------------------------------------------------
+
+JOBS = "/api/v2/analytics/conversations/details/jobs"
+DAY1 = "2026-01-01T00:00:00.000Z/2026-01-02T00:00:00.000Z"
+DAY2 = "2026-01-02T00:00:00.000Z/2026-01-03T00:00:00.000Z"
+SEGMENT_TYPES = {"interact", "alert", "hold", "wrapup", "ivr"}
+CONV_KEYS = ["conversationId", "conversationStart", "conversationEnd", "originatingDirection", "divisionIds",
+             "participants"]
+
+
+def job_body(interval, media=("voice", "chat", "email"), **kw):
+    body = {"interval": interval, "order": "asc", "orderBy": "conversationStart"}
+    if media:
+        body["segmentFilters"] = [{"type": "or", "predicates": [{"dimension": "mediaType", "value": m}
+                                                               for m in media]}]
+    body.update(kw)
+    return body
+
+
+def job_state(api, job_id):
+    r = api.get(JOBS + "/" + job_id)
+    assert r.status_code == 200, r.text
+    assert_fits_model(r.json(), "AsyncQueryStatus")
+    return r.json()
+
+
+def run_job(api, body, until=("FULFILLED", "FAILED")):
+    r = api.post(JOBS, json=body)
+    assert r.status_code == 202, r.text
+    assert set(r.json()) == {"jobId"}
+    assert_fits_model(r.json(), "AsyncQueryResponse")
+    job_id = r.json()["jobId"]
+    wait_for(lambda: job_state(api, job_id)["state"] in until)
+    return job_id
+
+
+def fetch_all(api, job_id, page_size=None):
+    """Every page of a job's results: (conversations, pages)."""
+    out, pages, cursor = [], [], None
+    while True:
+        params = {}
+        if page_size is not None:
+            params["pageSize"] = page_size
+        if cursor is not None:
+            params["cursor"] = cursor
+        r = api.get(JOBS + "/" + job_id + "/results", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert_fits_model(page, "AnalyticsConversationAsyncQueryResponse")
+        pages.append(page)
+        out.extend(page["conversations"])
+        cursor = page.get("cursor")
+        if cursor is None:
+            return out, pages
+        assert isinstance(cursor, str) and cursor
+
+
+def ts(value):
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def interval_bounds(interval):
+    a, b = interval.split("/")
+    return ts(a), ts(b)
+
+
+def overlaps(conv, interval):
+    lo, hi = interval_bounds(interval)
+    return ts(conv["conversationStart"]) < hi and ts(conv["conversationEnd"]) >= lo
+
+
+def media_of(conv):
+    return {s["mediaType"] for p in conv["participants"] for s in p["sessions"]}
+
+
+def assert_conversation_fits(conv):
+    assert_fits_model(conv, "AnalyticsConversation")
+    for p in conv["participants"]:
+        assert_fits_model(p, "AnalyticsParticipant")
+        for s in p["sessions"]:
+            assert_fits_model(s, "AnalyticsSession")
+            if "flow" in s:
+                assert_fits_model(s["flow"], "AnalyticsFlow")
+            for seg in s["segments"]:
+                assert_fits_model(seg, "AnalyticsConversationSegment")
+
+
+def conv(cid, start, end, *media, direction="inbound"):
+    """A small hand-made AnalyticsConversation: one customer participant with one session per media type."""
+    record = {"conversationId": cid, "conversationStart": start, "originatingDirection": direction,
+              "divisionIds": [], "participants": [{"participantId": cid + "-p", "purpose": "customer", "sessions": [
+                  {"sessionId": "%s-s%d" % (cid, n), "mediaType": m, "direction": direction,
+                   "segments": [{"segmentStart": start, "segmentEnd": end or start, "segmentType": "interact"}]}
+                  for n, m in enumerate(media)]}]}
+    if end is not None:
+        record["conversationEnd"] = end
+    return record
+
+
+@pytest.fixture
+def analytics(fake):
+    """The source org with fast analytics jobs, reference objects and 400 generated conversations."""
+    org = fake.orgs["source"]
+    org.analytics_job_seconds = 0.05
+    refs = populate_reference_objects(org, seed=3)
+    org.conversations = list(generate_conversations(refs, 400, seed=2, unusual=0.1))
+    return org, refs, Api(org)
+
+
+def test_analytics_job_lifecycle_paging_and_models(fake, analytics):
+    org, refs, api = analytics
+    org.analytics_job_seconds = 0.25
+    r = api.post(JOBS, json=job_body(DAY1))
+    assert r.status_code == 202, r.text
+    job_id = r.json()["jobId"]
+    seen = []
+    while not seen or seen[-1]["state"] != "FULFILLED":
+        seen.append(job_state(api, job_id))
+        time.sleep(0.01)
+    states = [s["state"] for s in seen]
+    assert states[0] == "QUEUED" and "PENDING" in states and states == sorted(states, key=["QUEUED", "PENDING",
+                                                                                           "FULFILLED"].index)
+    assert set(seen[0]) == {"state", "submissionDate"}
+    done = seen[-1]
+    assert set(done) == {"state", "submissionDate", "completionDate", "expirationDate"}
+    assert ts(done["submissionDate"]) < ts(done["completionDate"])
+    assert (ts(done["expirationDate"]) - ts(done["completionDate"])).total_seconds() == pytest.approx(300, abs=1)
+
+    expected = sorted((c for c in org.conversations if overlaps(c, DAY1) and media_of(c) & {"voice", "chat", "email"}),
+                      key=lambda c: c["conversationStart"])
+    assert 150 < len(expected) < 250
+    got, pages = fetch_all(api, job_id, page_size=37)
+    assert got == expected
+    assert [len(p["conversations"]) for p in pages[:-1]] == [37] * (len(pages) - 1)
+    assert "cursor" not in pages[-1] and all("cursor" in p for p in pages[:-1])
+    assert len({p.get("cursor") for p in pages}) == len(pages), "cursors differ"
+    assert all(not p["cursor"].isdigit() for p in pages[:-1]), "opaque, not a page number"
+    assert all(set(p) <= {"conversations", "cursor", "dataAvailabilityDate"} and "dataAvailabilityDate" in p
+               for p in pages)
+    for c in got:
+        assert_conversation_fits(c)
+    assert any(media_of(c) == {"callback", "voice"} for c in got), "callbacks have a voice session"
+    assert not any("message" in media_of(c) for c in got)
+
+    first = api.get(JOBS + "/" + job_id + "/results").json()            # default pageSize 100
+    assert first["conversations"] == expected[:100] and "cursor" in first
+    again = api.get(JOBS + "/" + job_id + "/results", params={"cursor": first["cursor"]}).json()
+    assert again == api.get(JOBS + "/" + job_id + "/results", params={"cursor": first["cursor"]}).json()
+    assert again["conversations"] == expected[100:200]
+    big = api.get(JOBS + "/" + job_id + "/results", params={"pageSize": 1000}).json()
+    assert big["conversations"] == expected and "cursor" not in big
+    exact = api.get(JOBS + "/" + job_id + "/results", params={"pageSize": len(expected)}).json()
+    assert "cursor" not in exact, "a last page that is exactly full has no cursor"
+    for bad in ("1001", "0", "-1", "ten"):
+        assert_error(api.get(JOBS + "/" + job_id + "/results", params={"pageSize": bad}), 400, "bad.request")
+    for bad in ("garbage!", "eyJqIjoiMTIzNDU2NzgiLCJvIjoxLCJwIjpudWxsfQ"):
+        assert_error(api.get(JOBS + "/" + job_id + "/results", params={"cursor": bad}), 400, "bad.request")
+    other = run_job(api, job_body(DAY1))
+    assert_error(api.get(JOBS + "/" + other + "/results", params={"cursor": first["cursor"]}), 400, "bad.request")
+    assert not fake.server_errors
+
+
+def test_analytics_interval_overlap_and_filters(fake):
+    org = fake.orgs["source"]
+    org.analytics_job_seconds = 0.02
+    api = Api(org)
+    org.conversations = [
+        conv("span", "2026-01-01T23:50:00.000Z", "2026-01-02T00:10:00.000Z", "voice"),
+        conv("ends-at-midnight", "2026-01-01T23:30:00.000Z", "2026-01-02T00:00:00.000Z", "voice"),
+        conv("starts-at-midnight", "2026-01-02T00:00:00.000Z", "2026-01-02T00:05:00.000Z", "voice"),
+        conv("chat", "2026-01-01T10:00:00.000Z", "2026-01-01T10:20:00.000Z", "chat"),
+        conv("callback", "2026-01-01T11:00:00.000Z", "2026-01-01T11:20:00.000Z", "callback", "voice",
+             direction="outbound"),
+        conv("message", "2026-01-01T12:00:00.000Z", "2026-01-01T12:20:00.000Z", "message"),
+        conv("ongoing", "2026-01-01T13:00:00.000Z", None, "voice"),
+        conv("early", "2026-01-01T01:00:00.000Z", "2026-01-01T01:10:00.000Z", "email"),
+    ]
+
+    def ids(body):
+        got, _ = fetch_all(api, run_job(api, body))
+        return [c["conversationId"] for c in got]
+
+    assert ids(job_body(DAY1)) == ["early", "chat", "callback", "ends-at-midnight", "span"]
+    assert ids(job_body(DAY2)) == ["ends-at-midnight", "span", "starts-at-midnight"], "both windows hold a spanner"
+    assert ids(job_body(DAY1, media=("voice",))) == ["callback", "ends-at-midnight", "span"]
+    assert ids(job_body(DAY1, media=("callback",))) == ["callback"]
+    assert ids(job_body(DAY1, media=("message", "chat"))) == ["chat", "message"]
+    assert ids(job_body(DAY1, media=None)) == ["early", "chat", "callback", "message", "ends-at-midnight", "span"]
+    assert ids(job_body(DAY1, media=None, order="desc")) == ["span", "ends-at-midnight", "message", "callback",
+                                                             "chat", "early"]
+    assert ids(job_body(DAY1, media=None, orderBy="conversationEnd")) == ["early", "chat", "callback", "message",
+                                                                          "ends-at-midnight", "span"]
+    assert ids(job_body(DAY1, media=None, limit=2)) == ["early", "chat"]
+    assert ids(job_body("2026-01-01T10:10:00Z/2026-01-01T10:11:00Z", media=None)) == ["chat"]
+    assert ids(job_body("2026-01-02T06:00:00.000Z/2026-01-02T07:00:00.000Z", media=None,
+                        startOfDayIntervalMatching=True)) == ["starts-at-midnight"]
+    assert ids(job_body(DAY1, media=None, conversationFilters=[{"type": "and", "predicates": [
+        {"dimension": "originatingDirection", "value": "outbound"}]}])) == ["callback"]
+    assert ids(job_body(DAY1, media=("voice",), segmentFilters=[
+        {"type": "or", "predicates": [{"dimension": "mediaType", "value": "voice"}]},
+        {"type": "or", "predicates": [{"dimension": "mediaType", "value": "callback"}]}])) == ["callback"]
+    assert ids(job_body("2026-01-01T00:00:00+01:00/2026-01-01T01:00:00.000Z", media=None)) == [], "offsets work"
+
+
+def test_analytics_job_validation(fake):
+    org = fake.orgs["source"]
+    api = Api(org)
+    bad_bodies = [
+        {"order": "asc"},                                                      # no interval
+        {"interval": "2026-01-01T00:00:00Z"},                                  # no end
+        {"interval": "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z/x"},
+        {"interval": "2026-01-01/2026-01-02"},                                 # dates, not date-times
+        {"interval": "2026-01-01T00:00:00/2026-01-02T00:00:00"},               # no zone
+        {"interval": "2026-01-02T00:00:00Z/2026-01-01T00:00:00Z"},             # start after end
+        {"interval": "2026-01-01T00:00:00Z/2026-01-01T00:00:00Z"},             # empty
+        {"interval": "yesterday/today"},
+        {"interval": 20260101},
+        job_body(DAY1, order="up"),
+        job_body(DAY1, orderBy="startTime"),
+        job_body(DAY1, limit=0),
+        job_body(DAY1, startOfDayIntervalMatching="yes"),
+        job_body(DAY1, paging={"pageSize": 10}),                               # not an AsyncConversationQuery field
+        job_body(DAY1, segmentFilters={"type": "or"}),
+        job_body(DAY1, segmentFilters=[{"type": "xor", "predicates": [{"dimension": "mediaType", "value": "voice"}]}]),
+        job_body(DAY1, segmentFilters=[{"type": "or", "predicates": [{"dimension": "mediaType"}]}]),
+        job_body(DAY1, segmentFilters=[{"type": "or", "predicates": [{"dimension": "colour", "value": "red"}]}]),
+        job_body(DAY1, segmentFilters=[{"type": "or", "predicates": []}]),
+        job_body(DAY1, evaluationFilters=[{"type": "or", "predicates": [{"dimension": "evaluationId", "value": "x"}]}]),
+    ]
+    for body in bad_bodies:
+        assert_error(api.post(JOBS, json=body), 400, "bad.request")
+    assert_error(api.post(JOBS, data="{not json", headers={"Content-Type": "application/json"}), 400, "bad.request")
+    assert_error(api.post(JOBS, json=["interval"]), 400, "bad.request")
+    detail = assert_error(api.post(JOBS, json={"interval": "2026-01-01T00:00:00Z"}), 400, "bad.request")["details"]
+    assert detail[0]["fieldName"] == "interval"
+    assert not org._analytics_jobs, "no job was created"
+    ok = api.post(JOBS, json={"interval": "2026-01-01T00:00:00Z/2026-01-01T00:00:01Z", "order": "unordered",
+                              "orderBy": "segmentStart", "segmentFilters": [], "conversationFilters": [],
+                              "evaluationFilters": [], "limit": 5})
+    assert ok.status_code == 202, ok.text
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert_error(api.get(JOBS + "/" + unknown), 404, "not.found")
+    assert_error(api.get(JOBS + "/" + unknown + "/results"), 404, "not.found")
+    assert_error(api.delete(JOBS + "/" + unknown), 404, "not.found")
+    assert_error(api.put(JOBS + "/" + ok.json()["jobId"], json={}), 405, "method.not.allowed")
+    assert_error(api.get(JOBS), 405, "method.not.allowed")
+    assert_error(api.post(JOBS + "/availability"), 405, "method.not.allowed")
+
+
+def test_analytics_failed_cancelled_and_expired_jobs(fake, analytics):
+    org, refs, api = analytics
+    org.fail_next_analytics_job = "Query timed out in the datalake"
+    failed = run_job(api, job_body(DAY1))
+    status = job_state(api, failed)
+    assert status["state"] == "FAILED" and status["errorMessage"] == "Query timed out in the datalake"
+    assert "completionDate" in status and "expirationDate" not in status
+    assert_error(api.get(JOBS + "/" + failed + "/results"), 400, "bad.request")
+    assert org.fail_next_analytics_job is None
+    assert job_state(api, run_job(api, job_body(DAY1)))["state"] == "FULFILLED", "only the next job fails"
+
+    org.analytics_job_seconds = 5.0
+    pending = api.post(JOBS, json=job_body(DAY1)).json()["jobId"]
+    assert job_state(api, pending)["state"] in ("QUEUED", "PENDING")
+    assert_error(api.get(JOBS + "/" + pending + "/results"), 400, "bad.request")     # not FULFILLED yet
+    r = api.delete(JOBS + "/" + pending)
+    assert r.status_code == 204 and r.content == b""
+    assert job_state(api, pending)["state"] == "CANCELLED"
+    assert set(job_state(api, pending)) == {"state", "submissionDate"}
+    assert_error(api.get(JOBS + "/" + pending + "/results"), 404, "not.found")
+    org.analytics_job_seconds = 0.05
+
+    fulfilled = run_job(api, job_body(DAY1))
+    first = api.get(JOBS + "/" + fulfilled + "/results", params={"pageSize": 10}).json()
+    assert api.delete(JOBS + "/" + fulfilled).status_code == 204
+    assert api.delete(JOBS + "/" + fulfilled).status_code == 204, "idempotent"
+    assert job_state(api, fulfilled)["state"] == "CANCELLED"
+    assert_error(api.get(JOBS + "/" + fulfilled + "/results", params={"cursor": first["cursor"]}), 404, "not.found")
+
+    org.analytics_job_ttl = 0.3                                   # read when a job is created
+    short = run_job(api, job_body(DAY1))
+    assert api.get(JOBS + "/" + short + "/results").status_code == 200
+    status = wait_for(lambda: (lambda s: s if s["state"] == "EXPIRED" else None)(job_state(api, short)))
+    assert set(status) == {"state", "submissionDate", "completionDate", "expirationDate"}
+    assert_error(api.get(JOBS + "/" + short + "/results"), 404, "not.found")
+    org.analytics_job_ttl = 300.0
+
+    paging = run_job(api, job_body(DAY1))
+    first = api.get(JOBS + "/" + paging + "/results", params={"pageSize": 10}).json()
+    assert paging in org.expire_analytics_jobs()
+    assert job_state(api, paging)["state"] == "EXPIRED"
+    assert_error(api.get(JOBS + "/" + paging + "/results", params={"cursor": first["cursor"]}), 404, "not.found")
+    assert org.expire_analytics_jobs() == []
+    assert job_state(api, failed)["state"] == "FAILED", "failed jobs stay failed"
+    assert not fake.server_errors
+
+
+def test_analytics_status_reads_share_the_status_window(fake, analytics):
+    org, refs, api = analytics
+    org.analytics_job_seconds = 0.0
+    job_id = api.post(JOBS, json=job_body(DAY1)).json()["jobId"]
+    org.status_rate_limit = 4
+    assert api.get("/api/v2/interaction/export/unknown-id").status_code == 404       # counts as a status read
+    for _ in range(3):
+        assert api.get(JOBS + "/" + job_id).status_code == 200
+    r = api.get(JOBS + "/" + job_id)
+    assert_error(r, 429, "too.many.requests")
+    assert r.headers["inin-ratelimit-allowed"] == "4" and int(r.headers["Retry-After"]) >= 1
+    assert_error(api.get("/api/v2/flows/jobs/unknown-id"), 429, "too.many.requests")
+    for path in (JOBS + "/" + job_id + "/results", JOBS + "/availability"):        # general window only
+        r = api.get(path)
+        assert r.status_code == 200, r.text
+        assert r.headers["inin-ratelimit-allowed"] == "300"
+    assert api.post(JOBS, json=job_body(DAY1)).status_code == 202
+
+
+def test_analytics_data_availability(fake, analytics):
+    org, refs, api = analytics
+    r = api.get(JOBS + "/availability")
+    assert r.status_code == 200 and set(r.json()) == {"dataAvailabilityDate"}
+    assert_fits_model(r.json(), "DataAvailabilityResponse")
+    lag = datetime.now(timezone.utc) - ts(r.json()["dataAvailabilityDate"])
+    assert 3590 < lag.total_seconds() < 3610, "default: now minus one hour, computed per request"
+
+    org.data_availability_date = "2026-01-01T12:00:00.000Z"
+    assert api.get(JOBS + "/availability").json() == {"dataAvailabilityDate": "2026-01-01T12:00:00.000Z"}
+    job_id = run_job(api, job_body(DAY1, media=None))
+    org.data_availability_date = "2026-01-05T00:00:00Z"              # later changes do not touch the job
+    got, pages = fetch_all(api, job_id, page_size=1000)
+    assert {p["dataAvailabilityDate"] for p in pages} == {"2026-01-01T12:00:00.000Z"}
+    expected = [c for c in org.conversations if overlaps(c, DAY1) and ts(c["conversationEnd"]) <= ts(
+        "2026-01-01T12:00:00Z")]
+    assert got == sorted(expected, key=lambda c: c["conversationStart"]) and got
+    assert all(c["conversationEnd"] <= "2026-01-01T12:00:00.000Z" for c in got)
+    assert api.get(JOBS + "/availability").json() == {"dataAvailabilityDate": "2026-01-05T00:00:00.000Z"}
+
+
+def test_generate_conversations_shape(fake):
+    org = fake.orgs["source"]
+    refs = populate_reference_objects(org, seed=1)
+    gen = generate_conversations(refs, 1200, seed=7, unusual=0.1)
+    assert inspect.isgenerator(gen)
+    recs = list(gen)
+    assert len(recs) == 1200
+    assert recs == list(generate_conversations(refs, 1200, seed=7, unusual=0.1)), "deterministic"
+    assert recs != list(generate_conversations(refs, 1200, seed=8, unusual=0.1))
+    starts = [c["conversationStart"] for c in recs]
+    assert starts == sorted(starts) and len(set(starts)) == 1200
+    assert "2026-01-01T00:00:00.000Z" <= starts[0] and starts[-1] < "2026-01-03T00:00:00.000Z"
+    assert len({c["conversationId"] for c in recs}) == 1200
+    crossing = [c for c in recs if c["conversationStart"] < "2026-01-02T00:00:00.000Z" < c["conversationEnd"]]
+    assert crossing, "some conversations last across the day boundary"
+    firsts = [c["participants"][0]["sessions"][0]["mediaType"] for c in recs]
+    unusual = [m for m in firsts if m in ("callback", "message")]
+    assert 70 < len(unusual) < 180 and {"callback", "message"} <= set(unusual)
+    assert {"voice", "chat", "email"} <= set(firsts)
+    names = {oid: o["name"] for kind in org.objects.values() for oid, o in kind.items()}
+    for c in recs:
+        assert list(c) == CONV_KEYS
+        assert_conversation_fits(c)
+        assert c["conversationStart"] < c["conversationEnd"]
+        assert c["divisionIds"] == refs["divisions"]
+        purposes = [p["purpose"] for p in c["participants"]]
+        assert purposes in (["customer", "ivr", "acd", "agent"], ["agent", "customer"], ["customer", "acd", "agent"])
+        assert len({p["participantId"] for p in c["participants"]}) == len(purposes)
+        for p in c["participants"]:
+            assert set(p) <= {"participantId", "purpose", "userId", "participantName", "sessions"}
+            assert ("userId" in p) == (p["purpose"] == "agent")
+            if p["purpose"] == "agent":
+                assert p["userId"] in refs["users"] and p["participantName"] == names[p["userId"]]
+            for s in p["sessions"]:
+                assert set(s) <= {"sessionId", "mediaType", "direction", "ani", "dnis", "flow", "segments"}
+                assert ("flow" in s) == (p["purpose"] == "ivr")
+                if "flow" in s:
+                    assert s["flow"]["flowId"] in refs["flows"] and s["flow"]["flowName"] == names[s["flow"]["flowId"]]
+                for seg in s["segments"]:
+                    assert seg["segmentType"] in SEGMENT_TYPES
+                    assert c["conversationStart"] <= seg["segmentStart"] <= seg["segmentEnd"] <= c["conversationEnd"]
+                    if p["purpose"] == "acd":
+                        assert seg["queueId"] in refs["queues"]
+                        assert set(seg.get("requestedRoutingSkillIds", [])) <= set(refs["skills"])
+                        assert seg.get("requestedLanguageId", refs["languages"][0]) in refs["languages"]
+                    if seg["segmentType"] == "wrapup":
+                        assert p["purpose"] == "agent" and seg["wrapUpCode"] in refs["wrapupcodes"]
+                        assert seg["segmentEnd"] == c["conversationEnd"]
+                    if seg["segmentType"] == "ivr":
+                        assert p["purpose"] == "ivr"
+                    assert "queueId" not in seg or seg["queueId"] in refs["queues"]
+        if c["participants"][0]["sessions"][0]["mediaType"] == "callback":
+            assert media_of(c) == {"callback", "voice"}
+    assert {c["originatingDirection"] for c in recs} == {"inbound", "outbound"}
+    assert all(m == "chat" for c in generate_conversations(refs, 50, media_types=("chat",)) for m in media_of(c))
+    assert not any(m in ("callback", "message") for c in generate_conversations(refs, 300) for m in media_of(c))
+    anonymous = next(generate_conversations(dict(refs), 1))                 # a plain dict: no names
+    assert anonymous["participants"][2]["participantName"].startswith("Queue ")
+    with pytest.raises(ValueError):
+        list(generate_conversations(refs, 10, start="2026-01-01T00:00:00Z", end="2026-01-01T00:00:00.005Z"))
+
+
+def test_conversation_source_matches_generator_and_pages_by_cursor(fake):
+    org = fake.orgs["source"]
+    org.analytics_job_seconds = 0.02
+    api = Api(org)
+    refs = populate_reference_objects(org, seed=2)
+    source = ConversationSource(refs, 1500, seed=4, unusual=0.05)
+    full = list(generate_conversations(refs, 1500, seed=4, unusual=0.05))
+    assert list(source) == full
+    interval = "2026-01-01T18:00:00.000Z/2026-01-02T06:00:00.000Z"
+    lo, hi = interval_bounds(interval)
+    expected = [c for c in full if overlaps(c, interval) and media_of(c) & {"voice", "email"}]
+    assert any(c["conversationStart"] < "2026-01-01T18:00" for c in expected), "started before the window"
+    assert list(source(lo, hi, ("voice", "email"))) == expected
+    assert source.count(lo, hi, ("voice", "email")) == len(expected)
+    assert source.count("2026-01-01T18:00:00Z", "2026-01-02T06:00:00Z", None) == sum(overlaps(c, interval)
+                                                                                    for c in full)
+
+    org.conversation_source = source
+    source.built = 0
+    job_id = run_job(api, job_body(interval, media=("voice", "email")))
+    got, pages = fetch_all(api, job_id, page_size=90)
+    assert got == expected and "cursor" not in pages[-1]
+    assert source.built <= len(expected) + len(pages), "each page builds its records (and one to peek)"
+    assert_error(api.post(JOBS, json=job_body(interval, order="desc")), 400, "bad.request")
+
+    def plain(start, end, media_types):                                      # a source without .resume
+        return source(start, end, media_types)
+
+    org.conversation_source = plain
+    job_id = run_job(api, job_body(interval, media=("voice", "email")))
+    got, pages = fetch_all(api, job_id, page_size=100)
+    assert got == expected and len(pages) > 2
+    retry = api.get(JOBS + "/" + job_id + "/results", params={"pageSize": 100, "cursor": pages[0]["cursor"]})
+    assert retry.json() == pages[1], "an older cursor still works"
+
+    big = ConversationSource(refs, 2_000_000, seed=5)
+    org.conversation_source = big
+    t0 = time.monotonic()
+    job_id = run_job(api, job_body("2026-01-02T00:00:00Z/2026-01-02T01:00:00Z"))
+    first = api.get(JOBS + "/" + job_id + "/results", params={"pageSize": 500}).json()
+    second = api.get(JOBS + "/" + job_id + "/results", params={"pageSize": 500, "cursor": first["cursor"]}).json()
+    assert time.monotonic() - t0 < 5.0
+    assert big.built <= 1002, "paging a 2-million source builds only the pages (and one to peek each)"
+    both = first["conversations"] + second["conversations"]
+    assert len(both) == 1000 and len({c["conversationId"] for c in both}) == 1000
+    assert [c["conversationStart"] for c in both] == sorted(c["conversationStart"] for c in both)
+    assert both[0]["conversationStart"] < "2026-01-02T00:00:00.000Z" <= both[0]["conversationEnd"]
+    assert not fake.server_errors
