@@ -709,8 +709,9 @@ class ApiClient:
         self.governor = RateGovernor(max_rps, status_rps)
         self.request_count = 0
 
-    def request(self, method, path, *, body=None, data=None, params=None, lane="api", on_retry=None):
-        """One logical call; transient failures are retried, others raise ApiError at once."""
+    def request(self, method, path, *, body=None, data=None, params=None, lane="api", on_retry=None, text=False):
+        """One logical call; transient failures are retried, others raise ApiError at once.
+        The answer is decoded JSON, or with `text` the body as it came (to keep records byte for byte)."""
 
         def before_sleep(retry_state):
             exc = retry_state.outcome.exception()
@@ -727,9 +728,9 @@ class ApiClient:
         )
         if body is not None:
             data = compact_json_bytes(body)
-        return retrying(self._attempt, method, path, data, params, lane)
+        return retrying(self._attempt, method, path, data, params, lane, text)
 
-    def _attempt(self, method, path, data, params, lane):
+    def _attempt(self, method, path, data, params, lane, text=False):
         for auth_attempt in (1, 2):
             self.governor.acquire(lane)
             token = self.auth.token()
@@ -754,6 +755,9 @@ class ApiClient:
         if response.status_code >= 400:
             raise ApiError(self.label, method, path, response.status_code, safe_json(response),
                            parse_retry_after(response))
+        if text:
+            response.encoding = "utf-8"
+            return response.text
         if not response.content:
             return None
         try:
@@ -1156,6 +1160,41 @@ def analytics_to_interaction(conversation):
     return record
 
 
+def split_json_page(text, field, each):
+    """Calls `each(value, raw)` for every element of the top-level array `field` of a JSON object,
+    `raw` being the element's own text; returns the object's other fields.  The records are kept as
+    the API wrote them (lossless, and no second serialization), one element decoded at a time."""
+    decoder, space = json.JSONDecoder(), re.compile(r"[ \t\n\r]*")
+
+    def skip(pos, expected=None):
+        pos = space.match(text, pos).end()
+        if expected is not None:
+            if text[pos:pos + 1] != expected:
+                raise ValueError(f"expected {expected!r} at character {pos}")
+            pos = space.match(text, pos + 1).end()
+        return pos
+
+    others, pos = {}, skip(0, "{")
+    while text[pos:pos + 1] != "}":
+        key, pos = decoder.raw_decode(text, pos)
+        pos = skip(pos, ":")
+        if key == field and text[pos:pos + 1] == "[":
+            pos = skip(pos, "[")
+            while text[pos:pos + 1] != "]":
+                value, end = decoder.raw_decode(text, pos)
+                each(value, text[pos:end])
+                pos = skip(end)
+                if text[pos:pos + 1] == ",":
+                    pos = skip(pos, ",")
+            pos = skip(pos, "]")
+        else:
+            others[key], pos = decoder.raw_decode(text, pos)
+            pos = skip(pos)
+        if text[pos:pos + 1] == ",":
+            pos = skip(pos, ",")
+    return others
+
+
 class AnalyticsExporter:
     """Exports a window through analytics conversation-detail jobs, one job per sub-interval.
 
@@ -1301,27 +1340,29 @@ class AnalyticsExporter:
             if part.get("cursor"):
                 params["cursor"] = part["cursor"]
             try:
-                page = self.client.get(f"{ANALYTICS_JOBS}/{part['jobId']}/results", params=params) or {}
+                page = self.client.get(f"{ANALYTICS_JOBS}/{part['jobId']}/results", params=params, text=True)
             except ApiError as exc:
                 if exc.status in (404, 410):
                     return False
                 raise
             raw_lines, v21_lines = [], []
-            for conversation in page.get("conversations") or []:
+
+            def take(conversation, raw):
+                nonlocal seen_at_last
                 part["received"] = part.get("received", 0) + 1
                 begun = conversation.get("conversationStart") or ""
                 begun_at = parse_time(begun, "conversationStart") if begun else None
                 if begun_at is None or not (start <= begun_at < end):
                     part["dropped"] = part.get("dropped", 0) + 1
-                    continue
+                    return
                 if part.get("lastStart") and (begun < part["lastStart"] or (
                         begun == part["lastStart"] and conversation.get("conversationId") in seen_at_last)):
-                    continue  # written before the job it came from expired
+                    return  # written before the job it came from expired
                 if begun != part.get("lastStart"):
                     part["lastStart"], seen_at_last = begun, set()
                 seen_at_last.add(conversation.get("conversationId"))
                 part["kept"] = part.get("kept", 0) + 1
-                raw_lines.append(compact_json_bytes(conversation))
+                raw_lines.append(raw.encode("utf-8"))
                 record = analytics_to_interaction(conversation)
                 if record is None:
                     media = next((s.get("mediaType") for p in conversation.get("participants") or []
@@ -1330,6 +1371,12 @@ class AnalyticsExporter:
                     part.setdefault("unconvertedIds", []).append(conversation.get("conversationId"))
                 else:
                     v21_lines.append(compact_json_bytes(record))
+
+            try:
+                page = split_json_page(page or "{}", "conversations", take)
+            except ValueError as exc:
+                raise MigrateError(f"a results page of analytics job {part['jobId']} is not valid JSON ({exc}). "
+                                   f"Run the command again: it resumes from the last saved page.") from None
             part["rawBytes"] = self._append(raw_path, raw_lines, part.get("kept", 0) > len(raw_lines))
             part["v21Bytes"] = self._append(v21_path, v21_lines, part.get("v21Count", 0) > 0)
             part["v21Count"] = part.get("v21Count", 0) + len(v21_lines)
