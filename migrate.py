@@ -6,26 +6,29 @@ Two jobs, one tool::
     interaction migration                          configuration clone
     ---------------------                          -------------------
     source org                                     source org ──extract──┐
-      │ POST interaction/export (job)                                    │
-      │ poll (backoff, Retry-After, deadline)      target org ──extract──┤
-      │ GET pre-signed URL (no Authorization)                            ▼
-      ▼                                                   match by name, plan
-    exports/<start>_<end>.json.gz  (+ .meta.json)                        │
-      │ stream records (never all in memory)        apply level by level, in parallel
-      │ transform: strip, rewrite ids via mapping   verify, write mapping + manifest
-      │ chunk: ≤1,000 records, ≤10 MB, sha256 key                        │
-      ▼                                                                  ▼
-    target org: POST interaction/import (jobs)     mapping.json ──► import
+      │ export jobs: interaction/export (design)                         │
+      │   or analytics conversation-detail (real)  target org ──extract──┤
+      │ poll (backoff, Retry-After, deadline)                            ▼
+      │ download / page (no token to other hosts)      match by name, plan (--plan stops)
+      ▼                                                                  │
+    exports/<start>_<end>.json.gz  (+ .meta.json)   apply level by level, in parallel:
+      │ stream records (never all in memory)          divisions → skills, wrap-up codes,
+      │ transform: strip, rewrite ids via mapping     schedules, trunks, flow shells →
+      │ chunk: ≤1,000 records, ≤10 MB, sha256 key     schedule groups, queues → flow content
+      ▼                                                                  │
+    target org: interaction/import jobs             verify; mapping.json, rollback.json
       state: pending → submitting → submitted → completed   (exactly once)
+                                                    rollback: delete what the manifest lists
 
 Every request to an org goes through one client per org: a cached OAuth token
-(client credentials), a rate governor shared by all threads of that org (token
-bucket, adaptive to the rate-limit headers, one shared pause on 429), and
+(client credentials), a rate governor shared by all threads of that org (paced
+requests, adaptive to the rate-limit headers, one shared pause on 429), and
 tenacity retries for transient failures only.  Progress lives in a JSON state
 file written atomically, guarded by a lock file so two cron runs never overlap.
 
 The interaction export/import endpoints are those of the design documents; the
-public Genesys Cloud API has no such endpoints (see README.md).
+public Genesys Cloud API has no such endpoints (see README.md).  The analytics
+export and everything clone uses are the public API.
 """
 
 import argparse
@@ -1604,16 +1607,27 @@ IMPORT_HINTS = {
 
 @dataclass
 class Chunk:
-    """Up to 1,000 transformed records; its key is the sha256 of their source ids, in order."""
+    """A run of up to 1,000 source records in file order, and the transformed ones to send.
+
+    Its boundaries and its key (the sha256 of the source ids it spans) do not
+    depend on the mapping: ids are rewritten UUID for UUID, so sizes do not
+    change, and records that --unmapped skip leaves out still count.  A re-run
+    with a mended mapping therefore finds the same chunks, and sends what an
+    earlier run left out as a follow-up chunk of its own.
+    """
 
     file: str
     first_index: int
-    source_ids: list
-    parts: list  # each record's compact JSON bytes
+    source_ids: list  # every record the chunk spans
+    parts: list  # compact JSON bytes of each record to send
+    sent_ids: list  # their source ids
+    skipped_ids: list = field(default_factory=list)
+    key_prefix: str = ""
+    parent_key: str = None
 
     @property
     def key(self):
-        return hashlib.sha256("\n".join(self.source_ids).encode()).hexdigest()
+        return hashlib.sha256((self.key_prefix + "\n".join(self.source_ids)).encode()).hexdigest()
 
     @property
     def count(self):
@@ -1624,41 +1638,55 @@ class Chunk:
 
     def halves(self):
         middle = (self.count + 1) // 2
-        return (Chunk(self.file, self.first_index, self.source_ids[:middle], self.parts[:middle]),
-                Chunk(self.file, self.first_index + middle, self.source_ids[middle:], self.parts[middle:]))
+        return tuple(Chunk(self.file, self.first_index, ids, parts, ids, parent_key=self.parent_key)
+                     for ids, parts in ((self.sent_ids[:middle], self.parts[:middle]),
+                                        (self.sent_ids[middle:], self.parts[middle:])))
+
+    def follow_up(self, left_out):
+        """The records an earlier run left out that can be sent now, as a chunk of their own."""
+        left_out = set(left_out)
+        picked = [(sid, part) for sid, part in zip(self.sent_ids, self.parts) if sid in left_out]
+        if not picked:
+            return None
+        ids = [sid for sid, _ in picked]
+        return Chunk(self.file, self.first_index, ids, [part for _, part in picked], ids,
+                     key_prefix="follow-up\n", parent_key=self.key)
 
     def describe(self):
-        return f"chunk {self.key[:12]} ({Path(self.file).name}, records {self.first_index}-{self.first_index + self.count - 1})"
+        last = self.first_index + len(self.source_ids) - 1
+        return f"chunk {self.key[:12]} ({Path(self.file).name}, records {self.first_index}-{last})"
 
 
 def build_chunks(files, mapping, policy, max_records=IMPORT_MAX_RECORDS, max_bytes=IMPORT_MAX_BYTES, stats=None):
-    """Deterministic chunks in file order: the same input and mapping always give the same keys."""
+    """Deterministic chunks in file order: the same input always gives the same keys."""
     room = max_bytes - len(IMPORT_ENVELOPE[0]) - len(IMPORT_ENVELOPE[1])
     for path in files:
-        ids, parts, size, first = [], [], 0, 0
+        chunk, size = None, 0
         for index, record in enumerate(iter_records(path)):
             if stats:
                 stats.records_read += 1
             source_id = source_record_id(record)
             transformed = transform_interaction(record, mapping, policy)
-            if transformed is None:
-                if stats:
-                    stats.records_skipped += 1
-                continue
-            part = compact_json_bytes(transformed)
+            part = compact_json_bytes(transformed if transformed is not None else record)
             if len(part) > room:
                 raise MigrateError(f"record {index} of {path} is {len(part)} bytes, more than one import "
                                    f"request may carry ({max_bytes}). Remove it from the export to go on.")
-            if parts and (len(parts) >= max_records or size + len(part) + 1 > room):
-                yield Chunk(str(path), first, ids, parts)
-                ids, parts, size = [], [], 0
-            if not parts:
-                first = index
-            ids.append(source_id)
-            parts.append(part)
+            if chunk and (len(chunk.source_ids) >= max_records or size + len(part) + 1 > room):
+                yield chunk
+                chunk = None
+            if chunk is None:
+                chunk, size = Chunk(str(path), index, [], [], []), 0
+            chunk.source_ids.append(source_id)
             size += len(part) + 1
-        if parts:
-            yield Chunk(str(path), first, ids, parts)
+            if transformed is None:
+                chunk.skipped_ids.append(source_id)
+                if stats:
+                    stats.records_skipped += 1
+            else:
+                chunk.parts.append(part)
+                chunk.sent_ids.append(source_id)
+        if chunk:
+            yield chunk
 
 
 class ChunkFailed(MigrateError):
@@ -1753,9 +1781,14 @@ class ImportRun:
             for chunk in chunks:
                 if self.stop.is_set():
                     break
-                if self._entry(chunk.key).get("status") == "completed":
-                    self._count(chunks_resumed=1, records_already=chunk.count)
-                    continue
+                entry = self._entry(chunk.key)
+                if entry.get("status") == "completed":
+                    late = chunk.follow_up(entry.get("skipped") or [])
+                    self._count(chunks_resumed=1, records_already=chunk.count - (late.count if late else 0))
+                    if late is None:
+                        continue
+                    log.info("%s: sending %d records an earlier run left out.", chunk.describe(), late.count)
+                    chunk = late
                 while len(pending) >= self.workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     self._collect(done)
@@ -1784,6 +1817,10 @@ class ImportRun:
             for half in chunk.halves():
                 self._import(half)
             return
+        if chunk.count == 0:
+            self._record(chunk, status="completed", skipped=chunk.skipped_ids)
+            self._count(chunks_done=1)
+            return
         may_exist = status in ("submitting", "submitted", "failed")
         if status == "submitted" and entry.get("importId"):
             job_id = entry["importId"]
@@ -1807,14 +1844,14 @@ class ImportRun:
                   time.monotonic() - submitted_at, polls, expected)
         if job["status"] == "completed":
             self.pacer.observe(chunk.count, submitted_at, time.monotonic(), last_pending)
-            self._record(chunk, status="completed")
+            self._complete(chunk)
             self._count(chunks_done=1, records_sent=chunk.count)
             return
         errors = job.get("errors") or []
         if may_exist and self._all_duplicates(errors, chunk.count):
             log.info("%s was already imported by an earlier attempt (job %s found every record present).",
                      chunk.describe(), job_id)
-            self._record(chunk, status="completed", confirmedBy=job_id)
+            self._complete(chunk, confirmedBy=job_id)
             self._count(chunks_confirmed=1, records_already=chunk.count)
             return
         first = min(errors, key=lambda error: error.get("index", 0), default={})
@@ -1822,9 +1859,21 @@ class ImportRun:
         raise self._failure(chunk, f"import job {job_id}", first.get("code", "failed"),
                             first.get("message", ""), first.get("index"))
 
+    def _complete(self, chunk, **values):
+        """Marks a chunk completed; a follow-up also takes its records off its parent's left-out list."""
+        def change(data):
+            chunks = data.setdefault("import", {}).setdefault("chunks", {})
+            chunks.setdefault(chunk.key, {"file": chunk.file, "index": chunk.first_index, "records": chunk.count})
+            chunks[chunk.key].update(status="completed", **values)
+            if chunk.parent_key and chunk.parent_key in chunks:
+                sent = set(chunk.sent_ids)
+                parent = chunks[chunk.parent_key]
+                parent["skipped"] = [sid for sid in parent.get("skipped") or [] if sid not in sent]
+        self.state.update(change)
+
     def _submit(self, chunk):
-        """POSTs the chunk; the state says `submitting` before the request leaves."""
-        self._record(chunk, status="submitting")
+        """POSTs the chunk; the state says `submitting` (and what it leaves out) before the request leaves."""
+        self._record(chunk, status="submitting", skipped=chunk.skipped_ids)
         retried = []
         try:
             answer = self.client.request("POST", IMPORT_PATH, data=chunk.body(), on_retry=retried.append) or {}
@@ -1850,7 +1899,12 @@ class ImportRun:
 
     @staticmethod
     def _failure(chunk, what, code, message, index):
-        at = f" at record {chunk.first_index + index} of {Path(chunk.file).name}" if isinstance(index, int) else ""
+        at = ""
+        if isinstance(index, int) and 0 <= index < chunk.count:
+            source_id = chunk.sent_ids[index]
+            at = f" at the record with source id {source_id}"
+            if not chunk.key_prefix:
+                at += f" (record {chunk.first_index + chunk.source_ids.index(source_id)} of {Path(chunk.file).name})"
         hint = IMPORT_HINTS.get(code, "Fix the cause")
         return ChunkFailed(f"{what} for {chunk.describe()} failed: {code}{at}: {message}. {hint}, "
                            f"then run the same command again; completed chunks are skipped.")
@@ -2078,6 +2132,7 @@ class CloneRun:
 
     def __init__(self, source, target, orgs, args, seed_mapping, manifest, progress):
         self.source, self.target, self.orgs, self.args = source, target, orgs, args
+        self.poll = poll_settings(args)
         self.manifest, self.progress = manifest, progress
         self.kinds = [KINDS_BY_KEY[key] for key in args.kinds]
         self.time_zones = seed_mapping.time_zones
@@ -2250,14 +2305,8 @@ class CloneRun:
             batch = flows[start:start + FLOW_EXPORT_BATCH]
             job = self.source.post(FLOW_EXPORT_JOBS, {"flows": [{"flow": {"id": item.source["id"]}, "exportType": "Yaml"}
                                                                 for item in batch]}) or {}
-            done, _, _ = poll_job(self.source, f"{FLOW_EXPORT_JOBS}/{job.get('id')}",
-                                  finished=lambda state: state.get("status") in FLOW_JOB_DONE,
-                                  first_delay=self.args.poll_initial, then_delay=self.args.poll_initial,
-                                  cap=self.args.poll_max, deadline=time.monotonic() + self.args.poll_deadline,
-                                  describe=f"flow export job {job.get('id')}")
-            if done.get("status") != "Success":
-                messages = "; ".join(m.get("text", "") for m in done.get("messages") or [])
-                raise MigrateError(f"flow export job {job.get('id')} in the source failed: {messages or 'no message'}.")
+            done = self._wait_flow_job(self.source, f"{FLOW_EXPORT_JOBS}/{job.get('id')}",
+                                       f"flow export job {job.get('id')} in the source")
             response = PresignedTransfer().get(done["downloadUrl"])
             if response.status_code != 200:
                 raise MigrateError(f"download of flow export job {job.get('id')} answered {response.status_code}; "
@@ -2406,14 +2455,17 @@ class CloneRun:
         upload = PresignedTransfer().put(job["presignedUrl"], document.encode("utf-8"), job.get("headers") or {})
         if upload.status_code >= 300:
             raise MigrateError(f"upload of the flow's content answered {upload.status_code}")
-        state, _, _ = poll_job(self.target, f"{FLOW_IMPORT_JOBS}/{job['id']}?expand=messages",
-                               finished=lambda state: state.get("status") in FLOW_JOB_DONE,
-                               first_delay=self.args.poll_initial, then_delay=self.args.poll_initial,
-                               cap=self.args.poll_max, deadline=time.monotonic() + self.args.poll_deadline,
-                               describe=f"flow import job {job['id']}")
+        self._wait_flow_job(self.target, f"{FLOW_IMPORT_JOBS}/{job['id']}?expand=messages", f"flow import job {job['id']}")
+
+    def _wait_flow_job(self, client, path, describe):
+        """Polls an Architect job to its end; a Failure is an error carrying the job's messages."""
+        state, _, _ = poll_job(client, path, finished=lambda state: state.get("status") in FLOW_JOB_DONE,
+                               first_delay=self.poll.initial, then_delay=self.poll.initial, cap=self.poll.cap,
+                               deadline=time.monotonic() + self.poll.deadline_s, describe=describe)
         if state.get("status") != "Success":
             messages = "; ".join(f"{m.get('type')}: {m.get('text')}" for m in state.get("messages") or [])
-            raise MigrateError(f"flow import job {job['id']} failed: {messages or 'no message'}")
+            raise MigrateError(f"{describe} failed: {messages or 'no message'}")
+        return state
 
     def _wrote(self):
         with self._lock:
@@ -2456,6 +2508,11 @@ class CloneRun:
             if item.kind.key in tables and target_id and not target_id.startswith("("):
                 tables[item.kind.key][item.source["id"]] = target_id
         return Mapping(tables, seed_mapping.fallbacks, seed_mapping.time_zones)
+
+
+# ---------------------------------------------------------------------------
+# Rollback: delete exactly what a clone created
+# ---------------------------------------------------------------------------
 
 
 def delete_manifest_entries(client, manifest, workers, progress):
@@ -2647,9 +2704,11 @@ def dry_run_import(args, files, mapping, scan):
         old.unlink()
     stats = ImportStats()
     chunks = 0
-    for chunks, chunk in enumerate(build_chunks(files, mapping, args.unmapped, args.chunk_records, stats=stats), start=1):
-        (out / f"chunk-{chunks:05d}-{chunk.key[:12]}.json").write_bytes(chunk.body())
-        stats.records_sent += chunk.count
+    for chunk in build_chunks(files, mapping, args.unmapped, args.chunk_records, stats=stats):
+        if chunk.count:
+            chunks += 1
+            (out / f"chunk-{chunks:05d}-{chunk.key[:12]}.json").write_bytes(chunk.body())
+            stats.records_sent += chunk.count
     log.info("Dry run: %d files, %d records read, %d would be sent in %d chunks, %d skipped; %d unmapped source "
              "ids. Chunks written to %s/. Nothing was sent.", len(files), stats.records_read, stats.records_sent,
              chunks, stats.records_skipped, len(scan.counts), out,

@@ -13,7 +13,6 @@ bench_import: records=N wall_s=W bound_s=B ratio=R rss_mb=M speedup=S failed=F
 """
 
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -31,30 +29,8 @@ sys.path.insert(0, ROOT)
 import requests  # noqa: E402
 
 import migrate  # noqa: E402
-from fake_genesys import FakeGenesys, generate_interactions, populate_reference_objects  # noqa: E402
-
-
-def many_records(refs, n):
-    """n distinct records: generated ones repeated with a new id and case number (generation is slow)."""
-    base = list(generate_interactions(refs, 1000, seed=10))
-    for index in range(n):
-        record = dict(base[index % len(base)], id=str(uuid.UUID(int=index, version=4)))
-        record["attributes"] = dict(record["attributes"], caseNumber=f"CS-{index:08d}")
-        yield record
-
-
-def write_export(path, records):
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as handle:
-        handle.write("[")
-        for index, record in enumerate(records):
-            handle.write(("," if index else "") + json.dumps(record))
-        handle.write("]")
-
-
-def mapping_between(source_refs, target_refs):
-    keys = {"skills": "skills", "languages": "languages", "wrapupcodes": "wrapupCodes", "queues": "queues",
-            "flows": "flows", "users": "users"}
-    return {key: dict(zip(source_refs[kind], target_refs[kind])) for kind, key in keys.items()}
+from fake_genesys import FakeGenesys, populate_reference_objects  # noqa: E402
+from support import many_records, mapping_between, write_export  # noqa: E402
 
 
 def naive_import(org, bodies):

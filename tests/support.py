@@ -5,12 +5,14 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIGRATE = os.path.join(ROOT, "migrate.py")
 sys.path.insert(0, ROOT)
 
 import migrate  # noqa: E402
+from fake_genesys import generate_interactions  # noqa: E402
 
 MAPPING_KEYS = {"skills": "skills", "languages": "languages", "wrapupcodes": "wrapupCodes", "queues": "queues",
                 "flows": "flows", "users": "users", "divisions": "divisions"}
@@ -67,3 +69,12 @@ def write_export(path, records):
             handle.write(json.dumps(record))
         handle.write("]")
     return str(path)
+
+
+def many_records(refs, n):
+    """n distinct records, cheaply: generated ones repeated with a new id and case number."""
+    base = list(generate_interactions(refs, 1000, seed=10))
+    for index in range(n):
+        record = dict(base[index % len(base)], id=str(uuid.UUID(int=index, version=4)))
+        record["attributes"] = dict(record["attributes"], caseNumber=f"CS-{index:08d}")
+        yield record

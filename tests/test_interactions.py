@@ -1,20 +1,16 @@
 """Interaction migration: export and import against the fake org, over real HTTP, as operators run it."""
 
-import gzip
 import json
 import os
 import random
 import resource
 import signal
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
 
 from fake_genesys import InteractionSource, canonical_json, generate_interactions, populate_reference_objects
-from support import MIGRATE, mapping_between, migrate, org_env, run_cli, start_cli, write_export, write_json
+from support import many_records, mapping_between, migrate, org_env, run_cli, start_cli, write_export, write_json
 
 WINDOW = ["--start", "2026-01-01T00:00:00Z", "--end", "2026-02-01T00:00:00Z"]
 FAST = ["--max-rps", "500", "--max-status-rps", "500", "--poll-initial", "0.05", "--poll-max", "0.5"]
@@ -196,6 +192,14 @@ def test_unmapped_fail_fallback_and_skip(fake, orgs, tmp_path):
     assert len(report["skippedRecords"]) == affected
     assert len(target.imported) == 600 - affected
 
+    mended = dict(mapping, wrapupCodes=dict(mapping["wrapupCodes"], **{missing_code: target_refs["wrapupcodes"][0]}))
+    write_json(tmp_path / "mended.json", mended)
+    rerun = run_cli(import_args("in.json.gz", "mended.json", "--state", "skip.json"), env=env, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{600 - affected} already imported" in rerun.stderr and "left out" in rerun.stderr
+    stored = [canonical_json(record) for record in target.imported]
+    assert len(stored) == len(set(stored)) == 600  # the left-out records follow, nothing twice
+
     fallback_code = target_refs["wrapupcodes"][1]
     mapping["fallbacks"] = {"wrapupCodes": fallback_code}
     write_json(tmp_path / "mapping.json", mapping)
@@ -233,7 +237,7 @@ def test_failed_job_stops_new_submissions_and_says_what_to_fix(fake, orgs, tmp_p
                      env=org_env(fake, target="target"), cwd=tmp_path)
     assert result.returncode == 1
     error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1 and "QUEUE_NOT_FOUND at record" in error[0] and "fix the mapping file" in error[0]
+    assert len(error) == 1 and "QUEUE_NOT_FOUND at the record with source id" in error[0] and "fix the mapping file" in error[0]
     assert target.import_posts < 30  # stopped submitting after the failure
     state = json.loads((tmp_path / "migration_state.json").read_text())
     failed = [entry for entry in state["import"]["chunks"].values() if entry["status"] == "failed"]
@@ -288,15 +292,6 @@ def test_writes_need_yes_without_a_terminal_and_refuse_the_same_org(fake, orgs, 
                      env=env, cwd=tmp_path)
     assert no_yes.returncode == 2 and "Use --yes" in no_yes.stderr
     assert source.import_posts == 0
-
-
-def many_records(refs, n):
-    """n distinct records, cheaply: generated ones repeated with a new id and case number."""
-    base = list(generate_interactions(refs, 1000, seed=10))
-    for index in range(n):
-        record = dict(base[index % len(base)], id=str(uuid.UUID(int=index, version=4)))
-        record["attributes"] = dict(record["attributes"], caseNumber=f"CS-{index:08d}")
-        yield record
 
 
 def test_import_of_200k_records_streams_in_bounded_memory(fake, orgs, tmp_path):
