@@ -34,6 +34,7 @@ export and everything clone uses are the public API.
 import argparse
 import base64
 import contextlib
+import copy
 import datetime as dt
 import fcntl
 import gzip
@@ -802,11 +803,17 @@ class PresignedTransfer:
         self.session = requests.Session()
 
     def get(self, url, **kwargs):
-        return self.session.get(url, auth=strip_authorization, timeout=HTTP_TIMEOUT_S, **kwargs)
+        try:
+            return self.session.get(url, auth=strip_authorization, timeout=HTTP_TIMEOUT_S, **kwargs)
+        except requests.RequestException as exc:  # its text holds the signed URL: name only the kind
+            raise TransportError(f"download from a pre-signed URL failed ({type(exc).__name__})") from None
 
     def put(self, url, data, headers):
         clean = {name: value for name, value in (headers or {}).items() if name.lower() != "authorization"}
-        return self.session.put(url, data=data, headers=clean, auth=strip_authorization, timeout=HTTP_TIMEOUT_S)
+        try:
+            return self.session.put(url, data=data, headers=clean, auth=strip_authorization, timeout=HTTP_TIMEOUT_S)
+        except requests.RequestException as exc:
+            raise TransportError(f"upload to a pre-signed URL failed ({type(exc).__name__})") from None
 
 
 class Backoff:
@@ -995,11 +1002,18 @@ class Exporter:
         return job["id"]
 
     def _wait(self, job_id, key):
-        job, _, _ = poll_job(
-            self.client, f"{EXPORT_PATH}/{job_id}", finished=lambda job: job.get("status") in EXPORT_DONE,
-            first_delay=self.poll.initial, then_delay=self.poll.initial, cap=self.poll.cap,
-            deadline=time.monotonic() + self.poll.deadline_s, describe=f"export job {job_id}",
-        )
+        try:
+            job, _, _ = poll_job(
+                self.client, f"{EXPORT_PATH}/{job_id}", finished=lambda job: job.get("status") in EXPORT_DONE,
+                first_delay=self.poll.initial, then_delay=self.poll.initial, cap=self.poll.cap,
+                deadline=time.monotonic() + self.poll.deadline_s, describe=f"export job {job_id}",
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            self._save(key, jobId=None, status="unknown to the org")
+            raise MigrateError(f"export job {job_id} is unknown to the source org now. Run the command again "
+                               f"to start a new export job for this window.") from None
         if job["status"] != "completed":
             self._save(key, jobId=None, status=job["status"], error=job.get("errorMessage"))
             raise MigrateError(f"export job {job_id} ended {job['status']}: {job.get('errorMessage') or 'no reason given'}. "
@@ -1278,10 +1292,13 @@ class AnalyticsExporter:
         return f"{compact_stamp(start)}_{compact_stamp(end)}"
 
     def _part(self, key, part_key):
+        """A private copy: the worker changes it during a page, the state sees it only when saved."""
         with self.state._mutex:
-            return dict(self.state.section("analytics").get(key, {}).get("parts", {}).get(part_key) or {})
+            return copy.deepcopy(self.state.section("analytics").get(key, {}).get("parts", {}).get(part_key) or {})
 
     def _save_part(self, key, part_key, values):
+        values = copy.deepcopy(values)
+
         def change(data):
             data.setdefault("analytics", {}).setdefault(key, {}).setdefault("parts", {}).setdefault(
                 part_key, {}).update(values)
@@ -1314,10 +1331,16 @@ class AnalyticsExporter:
                 part.update(jobId=self._submit(resume_at, end), cursor=None)
                 self._save_part(key, part_key, part)
                 log.info("Started analytics job %s for %s .. %s", part["jobId"], iso_utc(resume_at), iso_utc(end))
-            job, _, _ = poll_job(
-                self.client, f"{ANALYTICS_JOBS}/{part['jobId']}", finished=lambda job: job.get("state") in ANALYTICS_DONE,
-                first_delay=self.poll.initial, then_delay=self.poll.initial, cap=self.poll.cap,
-                deadline=time.monotonic() + self.poll.deadline_s, describe=f"analytics job {part['jobId']}")
+            try:
+                job, _, _ = poll_job(
+                    self.client, f"{ANALYTICS_JOBS}/{part['jobId']}",
+                    finished=lambda job: job.get("state") in ANALYTICS_DONE,
+                    first_delay=self.poll.initial, then_delay=self.poll.initial, cap=self.poll.cap,
+                    deadline=time.monotonic() + self.poll.deadline_s, describe=f"analytics job {part['jobId']}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                job = {"state": "EXPIRED"}  # the org no longer knows the job: as good as expired
             if job["state"] in ("FAILED", "CANCELLED"):
                 self._save_part(key, part_key, {"jobId": None, "cursor": None})
                 raise MigrateError(f"analytics job {part['jobId']} for {part_key} ended {job['state']}: "
@@ -1638,7 +1661,8 @@ class Chunk:
 
     def halves(self):
         middle = (self.count + 1) // 2
-        return tuple(Chunk(self.file, self.first_index, ids, parts, ids, parent_key=self.parent_key)
+        prefix = f"half\n{self.key}\n"
+        return tuple(Chunk(self.file, self.first_index, ids, parts, ids, key_prefix=prefix, parent_key=self.parent_key)
                      for ids, parts in ((self.sent_ids[:middle], self.parts[:middle]),
                                         (self.sent_ids[middle:], self.parts[middle:])))
 
@@ -1776,19 +1800,20 @@ class ImportRun:
         self.progress.show(f"import: chunks {done}{total}, records sent {self.stats.records_sent:,}, {rate:,.0f} rec/s")
 
     def run(self, chunks):
-        pending = set()
+        pending, seen = set(), set()
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="import") as pool:
             for chunk in chunks:
                 if self.stop.is_set():
                     break
                 entry = self._entry(chunk.key)
-                if entry.get("status") == "completed":
-                    late = chunk.follow_up(entry.get("skipped") or [])
-                    self._count(chunks_resumed=1, records_already=chunk.count - (late.count if late else 0))
-                    if late is None:
-                        continue
-                    log.info("%s: sending %d records an earlier run left out.", chunk.describe(), late.count)
-                    chunk = late
+                if entry.get("status") == "completed" and chunk.follow_up(entry.get("skipped") or []) is None:
+                    self._count(chunks_resumed=1, records_already=chunk.count)
+                    continue
+                if chunk.key in seen:
+                    log.warning("%s appears twice in the input (the same records in two files?); sent once.",
+                                chunk.describe())
+                    continue
+                seen.add(chunk.key)
                 while len(pending) >= self.workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     self._collect(done)
@@ -1809,36 +1834,58 @@ class ImportRun:
                 log.error("Stopping new submissions: %s", self.failure)
 
     def _import(self, chunk):
+        """One chunk to completion, then whatever an earlier run of it left out and can be sent now."""
         entry = self._entry(chunk.key)
         status = entry.get("status", "pending")
         if status == "completed":
-            return
-        if status == "split":
-            for half in chunk.halves():
+            late = chunk.follow_up(entry.get("skipped") or [])
+            self._count(chunks_resumed=1, records_already=chunk.count - (late.count if late else 0))
+        elif status == "split":
+            sent = self._spooled(chunk, entry)
+            for half in sent.halves():
                 self._import(half)
-            return
-        if chunk.count == 0:
-            self._record(chunk, status="completed", skipped=chunk.skipped_ids)
+            self._complete(chunk)
+        elif status == "pending" and chunk.count == 0:
+            self._complete(chunk, skipped=chunk.skipped_ids)
             self._count(chunks_done=1)
+        elif not self._send(chunk, entry, status):
             return
-        may_exist = status in ("submitting", "submitted", "failed")
-        if status == "submitted" and entry.get("importId"):
-            job_id = entry["importId"]
+        late = chunk.follow_up(self._entry(chunk.key).get("skipped") or [])
+        if late is not None:
+            log.info("%s: sending %d records an earlier run left out.", chunk.describe(), late.count)
+            self._import(late)
+
+    def _send(self, chunk, entry, status):
+        """Submits (or resumes) the chunk's job and waits for it; False when the run is stopping."""
+        may_exist = status != "pending"
+        if may_exist:
+            chunk = self._spooled(chunk, entry)  # exactly what may already have landed, whatever the mapping now
+        job_id = entry.get("importId") if status == "submitted" else None
+        if job_id:
             log.info("Resuming import job %s for %s", job_id, chunk.describe())
-        else:
-            if self.stop.is_set():
-                return
-            job_id, retried = self._submit(chunk)
+        while True:
             if job_id is None:
-                return
-            may_exist = may_exist or retried
-        submitted_at = time.monotonic()
-        expected = self.pacer.first_delay(chunk.count)
-        job, polls, last_pending = poll_job(
-            self.client, f"{IMPORT_PATH}/{job_id}", finished=lambda job: job.get("status") in ("completed", "failed"),
-            first_delay=expected, then_delay=max(0.05, expected * 0.1), cap=self.poll.cap,
-            deadline=time.monotonic() + self.poll.deadline_s, describe=f"import job {job_id}",
-        )
+                if self.stop.is_set():
+                    return False
+                job_id, retried = self._submit(chunk)
+                if job_id is None:
+                    return True  # split in two, both halves done
+                may_exist = may_exist or retried
+            submitted_at = time.monotonic()
+            expected = self.pacer.first_delay(chunk.count)
+            try:
+                job, polls, last_pending = poll_job(
+                    self.client, f"{IMPORT_PATH}/{job_id}",
+                    finished=lambda job: job.get("status") in ("completed", "failed"),
+                    first_delay=expected, then_delay=max(0.05, expected * 0.1), cap=self.poll.cap,
+                    deadline=time.monotonic() + self.poll.deadline_s, describe=f"import job {job_id}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                log.warning("Import job %s is unknown to the org now; sending %s again.", job_id, chunk.describe())
+                job_id, may_exist = None, True
+                continue
+            break
         self._count(polls=polls)
         log.debug("import job %s: %s after %.2f s and %d reads (first read at %.2f s)", job_id, job["status"],
                   time.monotonic() - submitted_at, polls, expected)
@@ -1846,18 +1893,44 @@ class ImportRun:
             self.pacer.observe(chunk.count, submitted_at, time.monotonic(), last_pending)
             self._complete(chunk)
             self._count(chunks_done=1, records_sent=chunk.count)
-            return
+            return True
         errors = job.get("errors") or []
         if may_exist and self._all_duplicates(errors, chunk.count):
             log.info("%s was already imported by an earlier attempt (job %s found every record present).",
                      chunk.describe(), job_id)
             self._complete(chunk, confirmedBy=job_id)
             self._count(chunks_confirmed=1, records_already=chunk.count)
-            return
+            return True
         first = min(errors, key=lambda error: error.get("index", 0), default={})
         self._record(chunk, status="failed", error={"importId": job_id, **first})
         raise self._failure(chunk, f"import job {job_id}", first.get("code", "failed"),
                             first.get("message", ""), first.get("index"))
+
+    def _spool_path(self, chunk):
+        return Path(f"{self.state.path}.spool") / f"{chunk.key}.jsonl"
+
+    def _spool(self, chunk):
+        """Keeps the exact records of a chunk about to be sent: a re-run resends these bytes, so what
+        may already be in the org is recognised as duplicate even if the mapping changed since."""
+        path = self._spool_path(chunk)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temp = path.with_name(path.name + ".tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(compact_json_bytes(chunk.sent_ids) + b"\n" + b"\n".join(chunk.parts) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+
+    def _spooled(self, chunk, entry):
+        """The chunk as it was sent before (from its spool), or as built now when none was kept."""
+        try:
+            lines = self._spool_path(chunk).read_bytes().split(b"\n")
+        except FileNotFoundError:
+            return chunk
+        sent_ids, parts = json.loads(lines[0]), [line for line in lines[1:] if line]
+        return Chunk(chunk.file, chunk.first_index, chunk.source_ids, parts, sent_ids,
+                     list(entry.get("skipped") or []), chunk.key_prefix, chunk.parent_key)
 
     def _complete(self, chunk, **values):
         """Marks a chunk completed; a follow-up also takes its records off its parent's left-out list."""
@@ -1870,10 +1943,14 @@ class ImportRun:
                 parent = chunks[chunk.parent_key]
                 parent["skipped"] = [sid for sid in parent.get("skipped") or [] if sid not in sent]
         self.state.update(change)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._spool_path(chunk))
 
     def _submit(self, chunk):
-        """POSTs the chunk; the state says `submitting` (and what it leaves out) before the request leaves."""
-        self._record(chunk, status="submitting", skipped=chunk.skipped_ids)
+        """POSTs the chunk; its records are spooled and the state says `submitting` (and what it leaves
+        out) before the request leaves."""
+        self._spool(chunk)
+        self._record(chunk, status="submitting", skipped=chunk.skipped_ids, sent=chunk.count)
         retried = []
         try:
             answer = self.client.request("POST", IMPORT_PATH, data=chunk.body(), on_retry=retried.append) or {}
@@ -1884,6 +1961,7 @@ class ImportRun:
                 self._count(chunks_split=1)
                 for half in chunk.halves():
                     self._import(half)
+                self._complete(chunk)
                 return None, False
             self._record(chunk, status="failed", error={"status": exc.status, "code": exc.code, "message": exc.message})
             raise self._failure(chunk, "the import request", exc.code or exc.status, exc.message, None) from None
@@ -2096,12 +2174,26 @@ class Manifest:
                                      "sourceId": item.source.get("id"), "targetId": None, "state": "creating"})
             self._write()
 
+    def _pending_entry(self, item):
+        for entry in reversed(self.entries):
+            if (entry["kind"] == item.kind.key and entry["name"] == item.target_name and entry["targetId"] is None
+                    and entry.get("type") == item.source.get("type")):
+                return entry
+        return None
+
+    def forget(self, item):
+        """Drops the entry of a create the org refused: nothing of that name was made by us."""
+        with self._mutex:
+            entry = self._pending_entry(item)
+            if entry is not None:
+                self.entries.remove(entry)
+                self._write()
+
     def created(self, item, target_id):
         with self._mutex:
-            for entry in reversed(self.entries):
-                if entry["kind"] == item.kind.key and entry["name"] == item.target_name and entry["targetId"] is None:
-                    entry.update(targetId=target_id, state="created")
-                    break
+            entry = self._pending_entry(item)
+            if entry is not None:
+                entry.update(targetId=target_id, state="created")
             now = time.monotonic()
             self._dirty_since = self._dirty_since or now
             if now - self._dirty_since >= MANIFEST_FLUSH_S:
@@ -2394,13 +2486,15 @@ class CloneRun:
         kind = item.kind
         if item.action == "create":
             item.desired = self._desired(item, set())
+            retried = []
             try:
-                created = self.target.post(kind.path, self.request_body(item, item.desired)) or {}
+                created = self.target.request("POST", kind.path, body=self.request_body(item, item.desired),
+                                              on_retry=retried.append) or {}
             except ApiError as exc:
-                if exc.status != 409:
-                    raise
-                created = self._find_by_name(item)  # an earlier attempt of this very POST landed
-                if not created:
+                created = self._find_by_name(item) if exc.status == 409 and retried else None
+                if not created:  # a 409 without a retry is someone else's object: never adopt it
+                    if not exc.transient:
+                        self.manifest.forget(item)
                     raise
             self._wrote()
             item.target_id, item.target = created["id"], created
@@ -2729,6 +2823,10 @@ def cmd_import(args):
     stats = ImportStats()
     progress = Progress(not args.quiet and args.log_format == "text")
     with locked_state(args.state) as state:
+        pinned = state.section("import").get("chunkRecords")
+        if pinned and pinned != args.chunk_records:
+            raise UsageError(f"{args.state} holds an import made with --chunk-records {pinned}; chunk keys depend on "
+                             f"it. Use --chunk-records {pinned}, or another --state for a new import.")
         org = client.organization() or {}
         log.info(describe_org("Destination", org, client))
         sources = {export_meta(path).get("sourceOrg", {}).get("id") for path in files} - {None}
@@ -2737,6 +2835,8 @@ def cmd_import(args):
                              f"Use --allow-same-org if that is really intended.")
         confirm_write(args, org, f"Import up to {scan.records - len(scan.skipped):,} records from {len(files)} "
                                  f"file(s) into {org.get('name')!r} ({org.get('id')}).")
+        if not pinned:
+            state.update(lambda data: data.setdefault("import", {}).update(chunkRecords=args.chunk_records))
         started = time.monotonic()
         run = ImportRun(client, state, args.workers, poll_settings(args), progress, stats)
         try:

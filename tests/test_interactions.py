@@ -362,3 +362,46 @@ def test_secrets_never_reach_output_state_or_files(fake, orgs, tmp_path):
     for secret in secrets:
         for text in outputs + files:
             assert secret not in text
+
+
+def test_crash_after_the_post_then_a_mended_mapping_still_sends_nothing_twice(fake, orgs, tmp_path):
+    """Killed after a chunk's POST landed but before the state said so; the re-run has a mended mapping."""
+    source, target, source_refs, target_refs = orgs
+    records = list(generate_interactions(source_refs, 300, seed=14))
+    write_export(tmp_path / "in.json.gz", records)
+    mapping = mapping_between(source_refs, target_refs)
+    missing_code = source_refs["wrapupcodes"][0]
+    del mapping["wrapupCodes"][missing_code]
+    write_json(tmp_path / "partial.json", mapping)
+    env = org_env(fake, target="target")
+    first = run_cli(import_args("in.json.gz", "partial.json", "--unmapped", "skip", "--chunk-records", "100"),
+                    env=env, cwd=tmp_path)
+    assert first.returncode == 3, first.stderr
+    landed = len(target.imported)
+
+    # Rewind one chunk to the moment between its POST and the answer: `submitting`, records spooled.
+    state = migrate.StateFile(tmp_path / "migration_state.json").load()
+    chunk = next(migrate.build_chunks([tmp_path / "in.json.gz"], migrate.Mapping(mapping), "skip", 100))
+    assert chunk.skipped_ids, "the rewound chunk must have left records out"
+    state.update(lambda data: data["import"]["chunks"][chunk.key].update(status="submitting"))
+    migrate.ImportRun(None, state, 1, migrate.PollSettings(), None, None)._spool(chunk)
+
+    mapping["wrapupCodes"][missing_code] = target_refs["wrapupcodes"][0]
+    write_json(tmp_path / "mended.json", mapping)
+    rerun = run_cli(import_args("in.json.gz", "mended.json", "--chunk-records", "100"), env=env, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "already imported by an earlier attempt" in rerun.stderr and "left out" in rerun.stderr
+    stored = [canonical_json(record) for record in target.imported]
+    assert len(stored) == len(set(stored)) == 300 and landed < 300
+    assert not list((tmp_path / "migration_state.json.spool").iterdir())
+
+
+def test_chunk_size_is_pinned_by_the_state(fake, orgs, tmp_path):
+    source, target, source_refs, target_refs = orgs
+    write_export(tmp_path / "in.json.gz", generate_interactions(source_refs, 50, seed=15))
+    write_json(tmp_path / "mapping.json", mapping_between(source_refs, target_refs))
+    env = org_env(fake, target="target")
+    assert run_cli(import_args("in.json.gz", "mapping.json", "--chunk-records", "20"), env=env, cwd=tmp_path).returncode == 0
+    other = run_cli(import_args("in.json.gz", "mapping.json"), env=env, cwd=tmp_path)
+    assert other.returncode == 2 and "--chunk-records 20" in other.stderr
+    assert len(target.imported) == 50
