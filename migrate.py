@@ -55,9 +55,14 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-import requests
-import tenacity
-from requests.adapters import HTTPAdapter
+try:
+    import requests
+    import tenacity
+    from requests.adapters import HTTPAdapter
+except ImportError as missing:  # a fresh machine: say what to install, not a traceback
+    sys.stderr.write(f"Error: migrate.py needs the package {missing.name!r}. "
+                     f"Install its requirements: pip install -r requirements.txt\n")
+    sys.exit(2)
 
 __version__ = "0.1.0"
 log = logging.getLogger("migrate")

@@ -104,12 +104,17 @@ def wait_for_cursor(state_path, timeout=30):
     raise AssertionError("no cursor was saved")
 
 
+def start_one_job_export(env, cwd):
+    """The whole window in one job, in the background, so a test can act while it pages."""
+    return start_cli(["export", "--api", "analytics", "--start", START, "--end", END, "--job-interval", "3d", *FAST],
+                     env=env, cwd=cwd)
+
+
 def test_killed_export_resumes_from_the_saved_cursor(orgs, tmp_path):
     source, _, source_refs, _, env = orgs
     source.conversation_source = ConversationSource(source_refs, 12000, start=START, end=END, seed=4)
     source.latency = 0.05
-    proc = start_cli(["export", "--api", "analytics", "--start", START, "--end", END, "--job-interval", "3d", *FAST],
-                     env=env, cwd=tmp_path)
+    proc = start_one_job_export(env, tmp_path)
     parts = wait_for_cursor(tmp_path / "migration_state.json")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -129,8 +134,7 @@ def test_expired_job_is_resubmitted_for_the_rest(orgs, tmp_path):
     source, _, source_refs, _, env = orgs
     source.conversation_source = ConversationSource(source_refs, 8000, start=START, end=END, seed=5)
     source.latency = 0.05
-    proc = start_cli(["export", "--api", "analytics", "--start", START, "--end", END, "--job-interval", "3d", *FAST],
-                     env=env, cwd=tmp_path)
+    proc = start_one_job_export(env, tmp_path)
     wait_for_cursor(tmp_path / "migration_state.json")
     source.expire_analytics_jobs()
     output, _ = proc.communicate(timeout=120)
