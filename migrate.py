@@ -1775,9 +1775,9 @@ class ImportRun:
     in the org: it is marked completed instead of failed.
     """
 
-    def __init__(self, client, state, workers, poll, progress, stats, total_chunks=None):
+    def __init__(self, client, state, workers, poll, progress, stats):
         self.client, self.state, self.workers, self.poll = client, state, workers, poll
-        self.progress, self.stats, self.total_chunks = progress, stats, total_chunks
+        self.progress, self.stats = progress, stats
         self.pacer = JobPacer(poll.initial)
         self.stop = threading.Event()
         self.failure = None
@@ -1801,8 +1801,7 @@ class ImportRun:
                 setattr(self.stats, name, getattr(self.stats, name) + value)
             done = self.stats.chunks_done + self.stats.chunks_resumed + self.stats.chunks_confirmed
         rate = self.stats.records_sent / max(time.monotonic() - self.started, 1e-6)
-        total = f"/{self.total_chunks}" if self.total_chunks else ""
-        self.progress.show(f"import: chunks {done}{total}, records sent {self.stats.records_sent:,}, {rate:,.0f} rec/s")
+        self.progress.show(f"import: chunks {done}, records sent {self.stats.records_sent:,}, {rate:,.0f} rec/s")
 
     def run(self, chunks):
         pending, seen = set(), set()

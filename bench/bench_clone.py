@@ -26,6 +26,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from fake_genesys import FakeGenesys, populate_config_org  # noqa: E402
+from support import org_env  # noqa: E402
 
 SIZES = dict(skills=300, wrapupcodes=250, schedules=60, schedulegroups=20, queues=300, flows=40, trunks=4,
              languages=10, users=100, divisions=2)
@@ -38,10 +39,7 @@ def api_requests(org, since=0):
 
 def run_clone(fake, target_name, workers, max_rps, work):
     source, target = fake.orgs["source"], fake.orgs[target_name]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GENESYS_")}
-    for label, org in (("SOURCE", source), ("TARGET", target)):
-        env.update({f"GENESYS_{label}_CLIENT_ID": org.client_id, f"GENESYS_{label}_CLIENT_SECRET": org.client_secret,
-                    f"GENESYS_{label}_LOGIN_URL": org.login_url, f"GENESYS_{label}_API_URL": org.api_url})
+    env = org_env(fake, source="source", target=target_name)
     folder = tempfile.mkdtemp(dir=work, prefix=f"{target_name}_")
     source_mark = len(source.requests)
     started = time.monotonic()

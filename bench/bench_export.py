@@ -27,6 +27,7 @@ sys.path.insert(0, ROOT)
 
 import migrate  # noqa: E402
 from fake_genesys import ConversationSource, FakeGenesys, populate_reference_objects  # noqa: E402
+from support import org_env  # noqa: E402
 
 
 def main():
@@ -48,9 +49,7 @@ def main():
         source = fake.orgs["source"]
         refs = populate_reference_objects(source, seed=3)
         source.conversation_source = ConversationSource(refs, args.conversations, start=start, end=end, seed=7)
-        env = {key: value for key, value in os.environ.items() if not key.startswith("GENESYS_")}
-        env.update(GENESYS_SOURCE_CLIENT_ID=source.client_id, GENESYS_SOURCE_CLIENT_SECRET=source.client_secret,
-                   GENESYS_SOURCE_LOGIN_URL=source.login_url, GENESYS_SOURCE_API_URL=source.api_url)
+        env = org_env(fake, source="source")
         command = [sys.executable, os.path.join(ROOT, "migrate.py"), "export", "--api", "analytics", "--start", start,
                    "--end", end, "--max-rps", f"{rps * 0.95:.3f}", "--poll-initial", "0.5", "--poll-max", "2",
                    "--log-format", "json"]

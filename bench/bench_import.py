@@ -30,7 +30,7 @@ import requests  # noqa: E402
 
 import migrate  # noqa: E402
 from fake_genesys import FakeGenesys, populate_reference_objects  # noqa: E402
-from support import many_records, mapping_between, write_export  # noqa: E402
+from support import many_records, mapping_between, org_env, write_export  # noqa: E402
 
 
 def naive_import(org, bodies):
@@ -79,9 +79,7 @@ def main():
         with open(mapping, "w") as handle:
             json.dump(mapping_between(source_refs, target_refs), handle)
 
-        env = {key: value for key, value in os.environ.items() if not key.startswith("GENESYS_")}
-        env.update(GENESYS_TARGET_CLIENT_ID=target.client_id, GENESYS_TARGET_CLIENT_SECRET=target.client_secret,
-                   GENESYS_TARGET_LOGIN_URL=target.login_url, GENESYS_TARGET_API_URL=target.api_url)
+        env = org_env(fake, target="target")
         command = [sys.executable, os.path.join(ROOT, "migrate.py"), "import", "--input", export, "--mapping", mapping,
                    "--yes", "--workers", str(args.workers), "--state", os.path.join(work, "state.json"),
                    "--max-rps", f"{args.rate / args.window:.3f}", "--max-status-rps",

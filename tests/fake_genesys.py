@@ -281,6 +281,17 @@ _KEEP_ON_UPDATE = frozenset({"dateCreated", "createdBy", "memberCount", "userMem
                              "state", "version", "homeDivision", "objectCounts", "createdByApp", "managed", "active",
                              "system", "deleted", "publishedVersion", "savedVersion", "checkedInVersion",
                              "debugVersion", "publishedBy", "type"})
+def _initial_fields(kind):
+    """What the platform sets on a new object of a kind: its state and first version."""
+    if kind in ("skills", "languages"):
+        return {"state": "active", "version": "1"}
+    if kind in _INT_VERSIONED:
+        return {"state": "active", "version": 1}
+    if kind == "divisions":
+        return {"homeDivision": False}
+    return {}
+
+
 _HAS_DATE_CREATED = frozenset({"wrapupcodes", "schedules", "schedulegroups", "queues", "trunkbasesettings"})
 _HAS_DATE_MODIFIED = _HAS_DATE_CREATED | {"skills", "languages"}
 _QUEUE_ENUMS = {"skillEvaluationMethod": ("NONE", "BEST", "ALL"),
@@ -965,13 +976,8 @@ class _ConfigOrg:
         if current is None:
             if kind in _HAS_DATE_CREATED:
                 obj["dateCreated"] = now
-            if kind in ("skills", "languages"):
-                obj.update(state="active", version="1")
-            elif kind in _INT_VERSIONED:
-                obj.update(state="active", version=1)
-            if kind == "divisions":
-                obj["homeDivision"] = False
-            elif kind == "queues":
+            obj.update(_initial_fields(kind))
+            if kind == "queues":
                 obj.update(memberCount=0, userMemberCount=0, joinedMemberCount=0)
             elif kind == "flows":
                 obj.update(active=False, system=False, deleted=False)
@@ -3190,13 +3196,8 @@ def copy_some_names(source, target, kinds=("skills", "wrapupcodes", "queues", "f
                 if kind in ("skills", "wrapupcodes", "schedules", "schedulegroups", "queues", "flows",
                             "trunkbasesettings", "users"):
                     obj["division"] = dict(home)
-                if kind in ("skills", "languages"):
-                    obj.update(state="active", version="1")
-                elif kind in _INT_VERSIONED:
-                    obj.update(state="active", version=1)
-                if kind == "divisions":
-                    obj["homeDivision"] = False
-                elif kind == "wrapupcodes":
+                obj.update(_initial_fields(kind))
+                if kind == "wrapupcodes":
                     obj["description"] = "pre-existing in %s" % target.name
                 elif kind == "schedules":
                     obj.update(start=o.get("start", "2026-01-05T09:00:00.000"), end=o.get("end", "2026-01-05T17:00:00.000"),

@@ -163,13 +163,19 @@ def test_dry_run_sends_nothing_and_writes_the_chunks(fake, orgs, tmp_path):
     assert all(body["allowDuplicates"] is False and body["schemaVersion"] == "v2.1" for body in bodies)
 
 
-def test_unmapped_fail_fallback_and_skip(fake, orgs, tmp_path):
-    source, target, source_refs, target_refs = orgs
-    records = list(generate_interactions(source_refs, 600, seed=4))
+def export_with_one_unmapped_code(tmp_path, source_refs, target_refs, n, seed):
+    """An export file of n records and a mapping that lacks one wrap-up code some of them use."""
+    records = list(generate_interactions(source_refs, n, seed=seed))
     write_export(tmp_path / "in.json.gz", records)
     mapping = mapping_between(source_refs, target_refs)
     missing_code = source_refs["wrapupcodes"][0]
     del mapping["wrapupCodes"][missing_code]
+    return records, mapping, missing_code
+
+
+def test_unmapped_fail_fallback_and_skip(fake, orgs, tmp_path):
+    source, target, source_refs, target_refs = orgs
+    records, mapping, missing_code = export_with_one_unmapped_code(tmp_path, source_refs, target_refs, 600, 4)
     affected = sum(record["wrapupCode"]["id"] == missing_code for record in records)
     assert 0 < affected < 600
     write_json(tmp_path / "mapping.json", mapping)
@@ -367,11 +373,7 @@ def test_secrets_never_reach_output_state_or_files(fake, orgs, tmp_path):
 def test_crash_after_the_post_then_a_mended_mapping_still_sends_nothing_twice(fake, orgs, tmp_path):
     """Killed after a chunk's POST landed but before the state said so; the re-run has a mended mapping."""
     source, target, source_refs, target_refs = orgs
-    records = list(generate_interactions(source_refs, 300, seed=14))
-    write_export(tmp_path / "in.json.gz", records)
-    mapping = mapping_between(source_refs, target_refs)
-    missing_code = source_refs["wrapupcodes"][0]
-    del mapping["wrapupCodes"][missing_code]
+    _, mapping, missing_code = export_with_one_unmapped_code(tmp_path, source_refs, target_refs, 300, 14)
     write_json(tmp_path / "partial.json", mapping)
     env = org_env(fake, target="target")
     first = run_cli(import_args("in.json.gz", "partial.json", "--unmapped", "skip", "--chunk-records", "100"),
