@@ -24,7 +24,10 @@ Every request to an org goes through one client per org: a cached OAuth token
 (client credentials), a rate governor shared by all threads of that org (paced
 requests, adaptive to the rate-limit headers, one shared pause on 429), and
 tenacity retries for transient failures only.  Progress lives in a JSON state
-file written atomically, guarded by a lock file so two cron runs never overlap.
+file written atomically, bound to the orgs it was made for, guarded by a lock
+file so two cron runs never overlap.  A first SIGINT/SIGTERM stops new work and
+gives requests in flight a few seconds; the state is then final before the lock
+is released, and the same command resumes.
 
 The interaction export/import endpoints are those of the design documents; the
 public Genesys Cloud API has no such endpoints (see README.md).  The analytics
@@ -36,6 +39,7 @@ import base64
 import contextlib
 import copy
 import datetime as dt
+import errno
 import fcntl
 import gzip
 import hashlib
@@ -43,13 +47,16 @@ import ipaddress
 import json
 import logging
 import os
+import math
 import random
 import re
+import signal
 import socket
 import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -58,7 +65,9 @@ from pathlib import Path
 try:
     import requests
     import tenacity
+    import urllib3.util
     from requests.adapters import HTTPAdapter
+    from requests.auth import AuthBase
 except ImportError as missing:  # a fresh machine: say what to install, not a traceback
     sys.stderr.write(f"Error: migrate.py needs the package {missing.name!r}. "
                      f"Install its requirements: pip install -r requirements.txt\n")
@@ -93,8 +102,10 @@ REGIONS = {
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION, EXIT_LOCKED = 0, 1, 2, 3, 4
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2  # 2: the state names the orgs it belongs to
+MANIFEST_FORMAT_VERSION = 2  # 2: the manifest names its source org too
 TOKEN_REFRESH_MARGIN_S = 300
 DEFAULT_MAX_RPS = 5.0  # the platform allows 300 requests/min per token
 DEFAULT_STATUS_RPS = 100 / 60  # job-status reads share 100/min
@@ -102,6 +113,13 @@ TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 RETRY_ATTEMPTS = 10
 RETRY_MAX_SECONDS = 600.0
 HTTP_TIMEOUT_S = (10, 120)
+MAX_SERVER_WAIT_S = 120.0  # the longest Retry-After honoured; the platform sends up to about 60 s
+STOP_GRACE_S = 10.0  # after a first signal, how long requests in flight get for their answer
+RESUBMITS_OF_UNKNOWN_JOB = 3
+EARLIEST_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+LATEST_TIME = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
+LONGEST_DURATION_S = 10 * 366 * 86400.0
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 SCHEMA_VERSION = "v2.1"
 INTERACTION_TYPES = ("voice", "chat", "email")
@@ -109,8 +127,11 @@ IMPORT_MAX_RECORDS = 1000
 IMPORT_MAX_BYTES = 10_000_000
 DOWNLOAD_URL_REFRESHES = 3
 
-# Fields the destination computes itself or must never receive.
+# Fields the destination computes itself or must never receive, and the fields a v2.1 record may hold.
 IMPORT_STRIPPED_FIELDS = ("id", "createdDate", "lastUpdatedDate", "version", "selfUri", "media", "transcripts")
+RECORD_FIELDS = frozenset(IMPORT_STRIPPED_FIELDS) | {
+    "interactionType", "direction", "startTime", "endTime", "routing", "wrapupCode", "userId", "participants",
+    "attributes"}
 
 # Mapping file: one table per kind of object, source id -> target id.
 MAPPING_KINDS = (
@@ -185,8 +206,149 @@ class TransportError(MigrateError):
     transient = True
 
 
+class ServerWaitTooLong(MigrateError):
+    """The org asked for a pause longer than we honour: stop cleanly rather than shorten it."""
+
+    def __init__(self, label, value):
+        super().__init__(f"the {label} org asks to wait {value} s before the next request, more than the "
+                         f"{MAX_SERVER_WAIT_S:.0f} s this tool waits; run again later: the state is saved.")
+
+
+class DiskFull(MigrateError):
+    def __init__(self, path, exc):
+        super().__init__(f"no space left writing {path} ({exc.strerror or exc}). Free space (or raise the file "
+                         f"size limit) and run the same command again.")
+
+
+class Stopped(MigrateError):
+    """A signal asked the run to stop: every worker unwinds, the state stays resumable."""
+
+    def __init__(self):
+        super().__init__("stopped by a signal")
+        self.exit_code = STOP.exit_code
+
+
 def is_transient(exc):
     return getattr(exc, "transient", False)
+
+
+@contextlib.contextmanager
+def disk_errors(path):
+    """A full disk (or a file size limit) is one line naming the file, never a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise DiskFull(path, exc) from None
+        raise
+
+
+# ---------------------------------------------------------------------------
+# Stopping on a signal
+# ---------------------------------------------------------------------------
+
+
+class StopSignal:
+    """What SIGINT/SIGTERM asked for, seen by every thread.
+
+    The first signal stops new work at once: waits (polls, pacing, retry
+    pauses) end in `Stopped`, and requests in flight get `STOP_GRACE_S` for
+    their answer to be recorded.  A second signal means now.
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.event = threading.Event()
+        self.signum = None
+        self.forced = False
+        self.deadline = None
+        self.prompting = False
+
+    @property
+    def requested(self):
+        return self.event.is_set()
+
+    @property
+    def exit_code(self):
+        return EXIT_SIGNAL.get(self.signum, 130)
+
+    def request(self, signum):
+        if self.event.is_set():
+            self.forced = True
+        else:
+            self.signum = signum
+            self.deadline = time.monotonic() + STOP_GRACE_S
+            self.event.set()
+
+    def check(self):
+        if self.event.is_set():
+            raise Stopped()
+
+    def sleep(self, seconds):
+        """time.sleep that a signal ends early, with Stopped."""
+        if self.event.wait(max(0.0, seconds)):
+            raise Stopped()
+
+
+STOP = StopSignal()
+
+
+class WriteGate:
+    """Counts the file writes in progress, so a stopping run can close the gate once they are done:
+    after that nothing writes the state, the manifest or the spool (an abandoned worker gets Stopped),
+    and the lock can be released last.  Partial files registered here are removed then."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._active = 0
+        self._closed = False
+        self._partials = set()
+
+    def reset(self):
+        with self._cond:
+            self._active, self._closed, self._partials = 0, False, set()
+
+    @contextlib.contextmanager
+    def writing(self):
+        with self._cond:
+            if self._closed:
+                raise Stopped()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def partial(self, path):
+        """A file only worth keeping once complete (a download's .part): removed when writing it fails,
+        or when a stopping run abandons it."""
+        with self._cond:
+            self._partials.add(Path(path))
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        finally:
+            with self._cond:
+                self._partials.discard(Path(path))
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.wait_for(lambda: self._active == 0, timeout=5.0)
+            for path in self._partials:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+
+WRITES = WriteGate()
 
 
 # ---------------------------------------------------------------------------
@@ -199,11 +361,14 @@ class SecretRedactor(logging.Filter):
 
     def __init__(self):
         super().__init__()
-        self._secrets = set()
+        self._lock = threading.Lock()
+        self._secrets = frozenset()
 
     def add(self, secret):
+        """Replaces the set rather than changing it: a redact() running meanwhile iterates its own copy."""
         if secret and len(secret) >= 6:
-            self._secrets.add(secret)
+            with self._lock:
+                self._secrets = self._secrets | {secret}
 
     def redact(self, text):
         for secret in self._secrets:
@@ -273,12 +438,19 @@ class Progress:
 def parse_time(text, flag):
     """Reads an ISO-8601 instant; a time without a zone is refused rather than guessed."""
     try:
-        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        value = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"{flag} {text!r} is not an ISO-8601 time. Use e.g. {flag} 2026-01-01T00:00:00Z.") from None
     if value.tzinfo is None:
         raise UsageError(f"{flag} {text!r} has no time zone. Add Z for UTC, e.g. 2026-01-01T00:00:00Z.")
-    return value.astimezone(dt.timezone.utc)
+    try:
+        value = value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        value = None
+    if value is None or not EARLIEST_TIME <= value < LATEST_TIME:
+        raise UsageError(f"{flag} {text!r} is out of range: use a time from {EARLIEST_TIME.year} to "
+                         f"{LATEST_TIME.year - 1}.")
+    return value
 
 
 def iso_utc(moment):
@@ -290,11 +462,21 @@ def compact_stamp(moment):
 
 
 def parse_duration(text):
-    """'90', '90s', '30m', '1h', '2d' -> seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    """'90', '90s', '30m', '1h', '2d' -> seconds (zero allowed, e.g. --lag 0)."""
+    match = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,9})?)\s*([smhd]?)\s*", text or "")
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 90s, 30m, 1h or 2d")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if seconds > LONGEST_DURATION_S:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than ten years")
+    return seconds
+
+
+def positive_duration(text):
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than zero")
+    return seconds
 
 
 def canonical_json(record):
@@ -302,8 +484,8 @@ def canonical_json(record):
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def compact_json_bytes(value):
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def compact_json_bytes(value, errors="strict"):
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", errors)
 
 
 def sha256_file(path):
@@ -323,44 +505,66 @@ def fsync_directory(path):
             os.close(fd)
 
 
+def private_folder(path):
+    """Creates a folder for files holding records or ids: 0700 when we create it."""
+    Path(path).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def private_open(path, mode="wb"):
+    """Opens a file for writing, created 0600: it holds customer records or ids."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)
+
+
 def write_json_atomically(path, value, mode=0o600, keep_backup=False):
-    """Temp file in the same folder, fsync, rename: a crash leaves the old or the new file, never half."""
+    """Temp file in the same folder, fsync, rename: a crash leaves the old or the new file, never half.
+    Goes through the write gate, so nothing is written once a stopping run has closed it."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, indent=1, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        if keep_backup and path.exists():
-            backup_temp = folder / f".{path.name}.bak.tmp"
+    text = json.dumps(value, indent=1, ensure_ascii=False) + "\n"
+    with WRITES.writing(), disk_errors(path):
+        private_folder(folder)
+        temp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(text.encode("utf-8", "backslashreplace"))  # a lone surrogate stays a \\u escape
+                handle.flush()
+                os.fsync(handle.fileno())
+            if keep_backup and path.exists():
+                backup_temp = folder / f".{path.name}.bak.tmp"
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(backup_temp)
+                    os.link(path, backup_temp)
+                    os.replace(backup_temp, folder / f"{path.name}.bak")
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(backup_temp)
+            os.replace(temp, path)
+        finally:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(backup_temp)
-            os.link(path, backup_temp)
-            os.replace(backup_temp, folder / f"{path.name}.bak")
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-    fsync_directory(folder)
+                os.unlink(temp)
+        fsync_directory(folder)
 
 
-def read_json_file(path, what):
+def read_json_file(path, what, hint=""):
     """Loads a JSON file the operator gave us; a broken one is a one-line error naming the line."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise UsageError(f"{what} {path} does not exist.") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what} {path} is not valid UTF-8 (byte {exc.start}).{hint}") from None
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}.") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from None
+        raise UsageError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg}).{hint}") from None
+    except RecursionError:
+        raise UsageError(f"{what} {path} nests too deeply to be a {what}.{hint}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -368,12 +572,90 @@ def read_json_file(path, what):
 # ---------------------------------------------------------------------------
 
 
+CHUNK_STATUSES = ("pending", "submitting", "submitted", "completed", "failed", "split")
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def state_problem(data):
+    """What is wrong with a state file's shape, or None: its fields are checked, not trusted."""
+    def objects_of_objects(value):
+        return isinstance(value, dict) and all(isinstance(item, dict) for item in value.values())
+
+    def time_problem(value, name):
+        if not isinstance(value, str):
+            return f"{name} is not a time"
+        try:
+            parse_time(value, name)
+        except UsageError:
+            return f"{name} {value!r} is not a valid time"
+        return None
+
+    if not isinstance(data, dict):
+        return "it is not a JSON object"
+    version = data.get("formatVersion")
+    if not is_int(version) or not 1 <= version <= STATE_FORMAT_VERSION:
+        if is_int(version) and version > STATE_FORMAT_VERSION:
+            return (f"its format {version} is newer than this migrate.py understands ({STATE_FORMAT_VERSION}); "
+                    f"upgrade migrate.py")
+        return f"formatVersion is {version!r}, not 1 to {STATE_FORMAT_VERSION}"
+    orgs = data.get("orgs", {})
+    if not isinstance(orgs, dict) or any(
+            role not in ("source", "destination") or not isinstance(org, dict) or not isinstance(org.get("id"), str)
+            for role, org in orgs.items()):
+        return "orgs is not an object of source/destination orgs with an id"
+    for name in ("exports", "analytics"):
+        if not objects_of_objects(data.get(name, {})):
+            return f"{name} is not an object of windows"
+    for key, entry in data.get("analytics", {}).items():
+        if not objects_of_objects(entry.get("parts", {})):
+            return f"analytics {key}: parts is not an object of parts"
+    incremental = data.get("incremental", {})
+    if not isinstance(incremental, dict):
+        return "incremental is not an object"
+    if "lastEnd" in incremental and incremental["lastEnd"] is not None:
+        problem = time_problem(incremental["lastEnd"], "incremental.lastEnd")
+        if problem:
+            return problem
+    pending = incremental.get("pending")
+    if pending is not None:
+        if not isinstance(pending, dict):
+            return "incremental.pending is not a window"
+        for edge in ("start", "end"):
+            problem = time_problem(pending.get(edge), f"incremental.pending.{edge}")
+            if problem:
+                return problem
+    imports = data.get("import", {})
+    if not isinstance(imports, dict):
+        return "import is not an object"
+    records = imports.get("chunkRecords")
+    if records is not None and not (is_int(records) and 1 <= records <= IMPORT_MAX_RECORDS):
+        return f"import.chunkRecords is {records!r}, not 1 to {IMPORT_MAX_RECORDS}"
+    chunks = imports.get("chunks", {})
+    if not isinstance(chunks, dict):
+        return "import.chunks is not an object of chunks"
+    for key, chunk in chunks.items():
+        if not isinstance(chunk, dict):
+            return f"chunk {key[:12]} is not an object"
+        if chunk.get("status", "pending") not in CHUNK_STATUSES:
+            return f"chunk {key[:12]} has status {chunk.get('status')!r}"
+        skipped = chunk.get("skipped", [])
+        if not isinstance(skipped, list) or not all(isinstance(sid, str) for sid in skipped):
+            return f"chunk {key[:12]}: skipped is not a list of ids"
+        if "importId" in chunk and not isinstance(chunk["importId"], (str, type(None))):
+            return f"chunk {key[:12]}: importId is not a string"
+    return None
+
+
 class StateFile:
     """The run's memory: JSON, atomic writes, previous copy as .bak, mode 0600.
 
     Worker threads change it concurrently, so every change goes through
     `update`, which applies it and writes the file under one mutex: what is on
-    disk is always a state the run really passed through.
+    disk is always a state the run really passed through.  It belongs to the
+    orgs it was made with (`bind`).
     """
 
     def __init__(self, path):
@@ -382,26 +664,45 @@ class StateFile:
         self.data = {"formatVersion": STATE_FORMAT_VERSION}
         self._mutex = threading.RLock()
         self._lock_fd = None
+        self._lock_mutex = threading.Lock()
 
     def load(self):
         if not self.path.exists():
             return self
-        data = read_json_file(self.path, "state file")
-        if not isinstance(data, dict) or not isinstance(data.get("formatVersion"), int):
-            raise UsageError(f"state file {self.path} is not a migrate.py state file (no formatVersion). "
-                             f"Restore {self.path}.bak or use --state to choose another file.")
-        if data["formatVersion"] > STATE_FORMAT_VERSION:
-            raise UsageError(f"state file {self.path} has format {data['formatVersion']}, newer than this "
-                             f"migrate.py understands ({STATE_FORMAT_VERSION}). Upgrade migrate.py.")
+        restore = f" Restore {self.path}.bak or use --state to choose another file."
+        data = read_json_file(self.path, "state file", hint=restore)
+        problem = state_problem(data)
+        if problem:
+            raise UsageError(f"state file {self.path} is damaged: {problem}.{restore}")
         self.data = data
         return self
+
+    def bind(self, role, org):
+        """Refuses a state made for another org; a state of the previous format is bound with a warning.
+        Called right after GET /organizations/me, before anything else is read, sent or written."""
+        org_id, name = org.get("id"), org.get("name")
+        recorded = (self.data.get("orgs") or {}).get(role)
+        if recorded and recorded.get("id") != org_id:
+            raise UsageError(f"{self.path} belongs to the {role} org {recorded.get('name')!r} ({recorded.get('id')}), "
+                             f"not {name!r} ({org_id}). Use another --state for this org.")
+        if recorded:
+            return
+        holds_work = any(self.data.get(key) for key in ("exports", "analytics", "incremental", "import"))
+        if holds_work and self.data.get("formatVersion", STATE_FORMAT_VERSION) < STATE_FORMAT_VERSION:
+            log.warning("%s was written by an earlier migrate.py; it is now bound to the %s org %r (%s).",
+                        self.path, role, name, org_id)
+
+        def change(data):
+            data["formatVersion"] = STATE_FORMAT_VERSION
+            data.setdefault("orgs", {})[role] = {"id": org_id, "name": name}
+        self.update(change)
 
     def section(self, name):
         with self._mutex:
             return self.data.setdefault(name, {})
 
     def update(self, change):
-        """Applies `change(data)` and persists the result atomically."""
+        """Applies `change(data)` and persists the result atomically (nothing once the write gate closed)."""
         with self._mutex:
             change(self.data)
             write_json_atomically(self.path, self.data, keep_backup=True)
@@ -429,11 +730,13 @@ class StateFile:
         self._lock_fd = fd
 
     def release_lock(self):
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._lock_fd, 0)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Idempotent and thread-safe: a stopping run may release it from the main thread."""
+        with self._lock_mutex:
+            if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._lock_fd, 0)
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
 
 # ---------------------------------------------------------------------------
@@ -450,15 +753,44 @@ def is_loopback_host(host):
         return False
 
 
+def connection_target(url):
+    """(scheme, host, port, path) as the HTTP library will really connect, or None for a URL whose
+    reading could differ between parsers (userinfo, backslashes, spaces, control characters)."""
+    if not isinstance(url, str) or re.search(r"[\\\s\x00-\x1f\x7f]", url):
+        return None
+    try:
+        parsed = urllib3.util.parse_url(url)
+        split = urllib.parse.urlsplit(url)
+        split_port = split.port
+    except ValueError:
+        return None
+    scheme, host = (parsed.scheme or "").lower(), (parsed.host or "").lower().strip("[]")
+    if (scheme not in ("http", "https") or not host or parsed.auth or "@" in split.netloc
+            or host != (split.hostname or "").strip("[]")):
+        return None
+    port = parsed.port or (443 if scheme == "https" else 80)
+    if port != (split_port or (443 if scheme == "https" else 80)):
+        return None
+    return scheme, host, port, parsed.path or ""
+
+
 def check_base_url(url, setting):
     """Only https, except plain http to this machine (the local fake, a tunnel)."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise UsageError(f"{setting} {url!r} is not an http(s) URL. Use e.g. https://api.mypurecloud.ie.")
-    if parsed.scheme == "http" and not is_loopback_host(parsed.hostname):
+    target = connection_target(url)
+    if target is None:
+        raise UsageError(f"{setting} {url!r} is not a plain http(s) URL (no user info, spaces or backslashes). "
+                         f"Use e.g. https://api.mypurecloud.ie.")
+    if target[0] == "http" and not is_loopback_host(target[1]):
         raise UsageError(f"{setting} {url!r} uses plain http to a host that is not this machine; "
                          f"credentials would cross the network unencrypted. Use https://.")
     return url.rstrip("/")
+
+
+def check_presigned_url(url, what):
+    """A pre-signed URL from the org: https (plain http only to this machine); never shown in errors."""
+    target = connection_target(url)
+    if target is None or (target[0] == "http" and not is_loopback_host(target[1])):
+        raise MigrateError(f"the org gave a {what} URL that is not https; refusing to use it.")
 
 
 def region_domain(region):
@@ -471,9 +803,7 @@ def region_domain(region):
                      + ", ".join(sorted(REGIONS)) + ".")
 
 
-def is_known_api_url(url):
-    parsed = urllib.parse.urlsplit(url)
-    return parsed.scheme == "https" and parsed.hostname in {f"api.{domain}" for domain in REGIONS.values()}
+KNOWN_API_HOSTS = frozenset(f"api.{domain}" for domain in REGIONS.values())
 
 
 @dataclass
@@ -525,13 +855,61 @@ def org_settings(label, args, env=None):
     )
 
 
+def accepted_api_domain(api_domain, settings):
+    """The API base an `api_domain` from a token answer may move us to, or None.
+
+    Only https://api.<a Genesys domain> (no user info, port 443, no path), or exactly the configured
+    override's scheme, host and port; judged by the host the HTTP library will connect to, so a URL
+    that one parser reads one way and another differently is refused.
+    """
+    if not isinstance(api_domain, str) or not api_domain:
+        return None
+    candidate = api_domain if "://" in api_domain else f"https://{api_domain}"
+    target = connection_target(candidate)
+    if target is None or target[3] not in ("", "/") or urllib.parse.urlsplit(candidate)[3:] != ("", ""):
+        return None
+    scheme, host, port, _ = target
+    if scheme == "https" and host in KNOWN_API_HOSTS and port == 443:
+        return f"https://{host}"
+    override = connection_target(settings.api_url) if settings.api_url_overridden else None
+    if override and override[:3] == target[:3]:
+        return settings.api_url
+    return None
+
+
+class BasicAuth(AuthBase):
+    """The login's client credentials; as an auth handler, so requests never reads ~/.netrc instead."""
+
+    def __init__(self, client_id, client_secret):
+        self._header = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+
+    def __call__(self, request):
+        request.headers["Authorization"] = self._header
+        return request
+
+
+class BearerAuth(AuthBase):
+    def __init__(self, token):
+        self.token = token
+
+    def __call__(self, request):
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
 class TokenProvider:
-    """One OAuth token per org, shared by every thread, fetched once however many ask."""
+    """One OAuth token per org, shared by every thread, fetched once however many ask.
+
+    The lock only guards who fetches: the fetch itself, with its retry pauses,
+    runs outside it, and the other threads wait on a condition meanwhile.
+    """
 
     def __init__(self, settings, session):
         self.settings = settings
         self._session = session
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._fetching = False
         self._token = None
         self._expires_at = 0.0
         self.api_url = settings.api_url
@@ -539,9 +917,25 @@ class TokenProvider:
 
     def token(self):
         with self._lock:
-            if self._token is None or time.monotonic() >= self._expires_at:
-                self._fetch()
-            return self._token
+            while True:
+                if self._token is not None and time.monotonic() < self._expires_at:
+                    return self._token
+                if not self._fetching:
+                    self._fetching = True
+                    break
+                self._changed.wait(0.5)
+                STOP.check()
+        fetched = None
+        try:
+            fetched = self._fetch()
+            self._adopt_api_domain(fetched[2])
+        finally:
+            with self._lock:
+                if fetched:
+                    self._token, self._expires_at = fetched[0], fetched[1]
+                self._fetching = False
+                self._changed.notify_all()
+        return fetched[0]
 
     def invalidate(self, token):
         """Drops `token` unless another thread already replaced it (one refresh, not fifty)."""
@@ -551,29 +945,28 @@ class TokenProvider:
 
     def _fetch(self):
         settings = self.settings
-        basic = base64.b64encode(f"{settings.client_id}:{settings.client_secret}".encode()).decode()
         url = f"{settings.login_url}/oauth/token"
         try:
             for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception(is_transient),
                 wait=WaitRetryAfter(tenacity.wait_random_exponential(multiplier=0.5, max=10)),
                 stop=tenacity.stop_after_attempt(5),
+                sleep=STOP.sleep,
                 reraise=True,
             ):
                 with attempt:
+                    STOP.check()
                     try:
-                        response = self._session.post(
-                            url,
-                            data={"grant_type": "client_credentials"},
-                            headers={"Authorization": f"Basic {basic}"},
-                            timeout=HTTP_TIMEOUT_S,
-                        )
+                        with in_flight():
+                            response = self._session.post(url, data={"grant_type": "client_credentials"},
+                                                          auth=BasicAuth(settings.client_id, settings.client_secret),
+                                                          timeout=HTTP_TIMEOUT_S)
                     except requests.RequestException as exc:
                         raise TransportError(f"cannot reach {url}: {type(exc).__name__}") from None
                     self.requests_made += 1
                     if response.status_code in TRANSIENT_STATUSES:
                         raise ApiError(settings.label, "POST", "/oauth/token", response.status_code,
-                                       safe_json(response), parse_retry_after(response))
+                                       safe_json(response), server_wait(response, settings.label))
         except TransportError as exc:
             raise MigrateError(f"{settings.label} org: {exc}. Check --{settings.label}-region and the network.") from None
         if response.status_code in (400, 401):
@@ -583,24 +976,30 @@ class TokenProvider:
         if response.status_code >= 400:
             raise ApiError(settings.label, "POST", "/oauth/token", response.status_code, safe_json(response))
         body = safe_json(response)
-        if not body.get("access_token"):
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
             raise MigrateError(f"{settings.label} org: the token answer has no access_token.")
-        REDACTOR.add(body["access_token"])
-        lifetime = float(body.get("expires_in") or 3600)
-        self._token = body["access_token"]
-        self._expires_at = time.monotonic() + lifetime - min(TOKEN_REFRESH_MARGIN_S, lifetime / 2)
-        self._adopt_api_domain(body.get("api_domain"))
+        REDACTOR.add(token)
+        lifetime = body.get("expires_in", 3600)
+        if isinstance(lifetime, str):
+            with contextlib.suppress(ValueError):
+                lifetime = float(lifetime)
+        if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or not 0 < lifetime < math.inf:
+            raise MigrateError(f"{settings.label} org: the token answer's expires_in {body.get('expires_in')!r} "
+                               f"is not a number of seconds; try again later or ask Genesys support.")
+        lifetime = float(lifetime)
+        expires_at = time.monotonic() + lifetime - min(TOKEN_REFRESH_MARGIN_S, lifetime / 2)
+        return token, expires_at, body.get("api_domain")
 
     def _adopt_api_domain(self, api_domain):
         """Follows the token's api_domain only to a Genesys host or the configured override."""
         if not api_domain:
             return
-        candidate = api_domain if "://" in api_domain else f"https://{api_domain}"
-        candidate = candidate.rstrip("/")
-        if is_known_api_url(candidate) or (self.settings.api_url_overridden and candidate == self.settings.api_url):
-            if candidate != self.api_url:
-                log.info("%s org: using api_domain %s from the token answer", self.settings.label, candidate)
-            self.api_url = candidate
+        accepted = accepted_api_domain(api_domain, self.settings)
+        if accepted:
+            if accepted != self.api_url:
+                log.info("%s org: using api_domain %s from the token answer", self.settings.label, accepted)
+            self.api_url = accepted
         else:
             log.warning("%s org: ignoring api_domain %r from the token answer: not a Genesys Cloud API host",
                         self.settings.label, api_domain)
@@ -614,18 +1013,43 @@ def safe_json(response):
     return body if isinstance(body, dict) else {}
 
 
-def parse_retry_after(response):
+def server_wait(response, label):
+    """The wait a Retry-After asks for, in seconds (None when absent).  A wait longer than
+    MAX_SERVER_WAIT_S, infinite or unreadable is never shortened: the run stops instead."""
     value = response.headers.get("Retry-After")
-    if not value:
+    if value is None or not value.strip():
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.timezone.utc)).total_seconds())
-    except (TypeError, ValueError):
-        return None
+        try:
+            seconds = (parsedate_to_datetime(value) - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        except (TypeError, ValueError, OverflowError, IndexError):
+            raise ServerWaitTooLong(label, repr(value)) from None
+    if not seconds <= MAX_SERVER_WAIT_S:  # also nan
+        raise ServerWaitTooLong(label, value.strip())
+    return max(0.0, seconds)
+
+
+class InFlight:
+    """How many requests are on the wire, for the stop message."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.count = 0
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            self.count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.count -= 1
+
+
+in_flight = InFlight()
 
 
 class WaitRetryAfter(tenacity.wait.wait_base):
@@ -640,6 +1064,13 @@ class WaitRetryAfter(tenacity.wait.wait_base):
         if retry_after is not None:
             return retry_after + random.uniform(0, 0.1)
         return self.fallback(retry_state)
+
+
+def stop_retrying(retry_state):
+    """The retry budget: attempts, and the time spent including the wait about to start."""
+    upcoming = retry_state.upcoming_sleep or 0.0
+    return (retry_state.attempt_number >= RETRY_ATTEMPTS
+            or retry_state.seconds_since_start + upcoming > RETRY_MAX_SECONDS)
 
 
 class RateGovernor:
@@ -672,25 +1103,32 @@ class RateGovernor:
                         self._last[name] = now
                     return
                 delay = ready_at - now
-            time.sleep(min(delay, 0.25))
+            STOP.sleep(min(delay, 0.25))
+
+    def spacing(self, lane):
+        """Seconds between two requests of a lane, as the governor now paces it."""
+        with self._lock:
+            return self._interval[lane]
 
     def observe(self, lane, headers):
-        """Adapts a lane to what the window has left: as it runs low, spread the rest over its reset."""
-        try:
-            allowed = float(headers.get("inin-ratelimit-allowed", ""))
-        except ValueError:
-            allowed = 0.0
-        try:
-            remaining = float(headers.get("X-RateLimit-Remaining", ""))
-        except ValueError:
+        """Adapts a lane to what the window has left: as it runs low, spread the rest over its reset.
+        The headers are hints, not orders: values that are not finite are ignored, and the reset is
+        clamped to MAX_SERVER_WAIT_S so a wild value cannot stall a lane."""
+        def number(name):
             try:
-                remaining = allowed - float(headers["inin-ratelimit-count"])
-            except (KeyError, ValueError):
+                value = float(headers.get(name, ""))
+            except (TypeError, ValueError):
+                return None
+            return value if math.isfinite(value) else None
+
+        allowed = number("inin-ratelimit-allowed") or 0.0
+        remaining = number("X-RateLimit-Remaining")
+        if remaining is None:
+            count = number("inin-ratelimit-count")
+            if count is None:
                 return
-        try:
-            reset = float(headers.get("inin-ratelimit-reset", "") or 0)
-        except ValueError:
-            reset = 0.0
+            remaining = allowed - count
+        reset = min(max(number("inin-ratelimit-reset") or 0.0, 0.0), MAX_SERVER_WAIT_S)
         low_water = max(2.0, 0.02 * allowed) if allowed else 5.0
         with self._lock:
             if remaining <= low_water and reset > 0:
@@ -731,8 +1169,9 @@ class ApiClient:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             wait=WaitRetryAfter(tenacity.wait_random_exponential(multiplier=0.5, max=30)),
-            stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS) | tenacity.stop_after_delay(RETRY_MAX_SECONDS),
+            stop=stop_retrying,
             before_sleep=before_sleep,
+            sleep=STOP.sleep,
             reraise=True,
         )
         if body is not None:
@@ -743,12 +1182,15 @@ class ApiClient:
         for auth_attempt in (1, 2):
             self.governor.acquire(lane)
             token = self.auth.token()
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            STOP.check()  # a stopping run sends nothing new
+            headers = {"Accept": "application/json"}
             if data is not None:
                 headers["Content-Type"] = "application/json"
             try:
-                response = self.session.request(method, self.auth.api_url + path, data=data, params=params,
-                                                headers=headers, timeout=HTTP_TIMEOUT_S)
+                with in_flight():
+                    response = self.session.request(method, self.auth.api_url + path, data=data, params=params,
+                                                    headers=headers, auth=BearerAuth(token), timeout=HTTP_TIMEOUT_S,
+                                                    allow_redirects=False)
             except requests.RequestException as exc:
                 raise TransportError(f"{self.label} org: {method} {path}: connection failed ({type(exc).__name__})") from None
             self.request_count += 1
@@ -758,12 +1200,15 @@ class ApiClient:
                 continue
             break
         if response.status_code == 429:
-            retry_after = parse_retry_after(response)
+            retry_after = server_wait(response, self.label)
             self.governor.pause(retry_after if retry_after is not None else 1.0)
             raise ApiError(self.label, method, path, 429, safe_json(response), retry_after or 0.0)
         if response.status_code >= 400:
-            raise ApiError(self.label, method, path, response.status_code, safe_json(response),
-                           parse_retry_after(response))
+            retry_after = server_wait(response, self.label) if response.status_code in TRANSIENT_STATUSES else None
+            raise ApiError(self.label, method, path, response.status_code, safe_json(response), retry_after)
+        if response.status_code >= 300:
+            raise ApiError(self.label, method, path, response.status_code,
+                           {"message": "the org answered with a redirect, which this tool does not follow"})
         if text:
             response.encoding = "utf-8"
             return response.text
@@ -782,12 +1227,26 @@ class ApiClient:
         return self.request("POST", path, body=body, **kwargs)
 
     def paginate(self, path, page_size, params=None):
-        """Yields every entity of a paged list (contract section 4)."""
-        page = 1
+        """Yields every entity of a paged list (contract section 4); a list that repeats a page or
+        answers entities that are not objects is an error, not an endless loop."""
+        page, previous = 1, None
         while True:
             answer = self.get(path, params={**(params or {}), "pageSize": page_size, "pageNumber": page}) or {}
-            yield from answer.get("entities") or []
-            if page >= (answer.get("pageCount") or 0):
+            entities = answer.get("entities") if isinstance(answer, dict) else None
+            if entities is None:
+                entities = []
+            page_count = answer.get("pageCount") if isinstance(answer, dict) else 0
+            if not isinstance(entities, list) or not all(isinstance(item, dict) for item in entities) \
+                    or not isinstance(page_count, (int, type(None))) or isinstance(page_count, bool):
+                raise MigrateError(f"{self.label} org: GET {path} page {page} is not a list of objects. Run again "
+                                   f"later; if it persists, report the answer to Genesys support.")
+            ids = [item.get("id") for item in entities]
+            if entities and ids == previous:
+                raise MigrateError(f"{self.label} org: GET {path} answered page {page} with the same entities as "
+                                   f"page {page - 1}. Run again later; if it persists, report it to Genesys support.")
+            previous = ids
+            yield from entities
+            if page >= (page_count or 0) or not entities:
                 return
             page += 1
 
@@ -802,21 +1261,30 @@ def strip_authorization(request):
 
 
 class PresignedTransfer:
-    """Downloads from (and uploads to) pre-signed URLs on other hosts, never with our token."""
+    """Downloads from (and uploads to) pre-signed URLs on other hosts, never with our token.
+    Only https (plain http to this machine), and never a redirect: a signed URL is the whole grant."""
 
     def __init__(self):
         self.session = requests.Session()
 
     def get(self, url, **kwargs):
+        check_presigned_url(url, "download")
+        STOP.check()
         try:
-            return self.session.get(url, auth=strip_authorization, timeout=HTTP_TIMEOUT_S, **kwargs)
+            with in_flight():
+                return self.session.get(url, auth=strip_authorization, timeout=HTTP_TIMEOUT_S,
+                                        allow_redirects=False, **kwargs)
         except requests.RequestException as exc:  # its text holds the signed URL: name only the kind
             raise TransportError(f"download from a pre-signed URL failed ({type(exc).__name__})") from None
 
     def put(self, url, data, headers):
+        check_presigned_url(url, "upload")
+        STOP.check()
         clean = {name: value for name, value in (headers or {}).items() if name.lower() != "authorization"}
         try:
-            return self.session.put(url, data=data, headers=clean, auth=strip_authorization, timeout=HTTP_TIMEOUT_S)
+            with in_flight():
+                return self.session.put(url, data=data, headers=clean, auth=strip_authorization,
+                                        timeout=HTTP_TIMEOUT_S, allow_redirects=False)
         except requests.RequestException as exc:
             raise TransportError(f"upload to a pre-signed URL failed ({type(exc).__name__})") from None
 
@@ -840,11 +1308,14 @@ def poll_job(client, path, *, finished, first_delay, then_delay, cap, deadline, 
     unfinished (None if the first read found it done).  Stops at `deadline` (a
     monotonic time) with an error that tells the operator how to resume.
     """
-    time.sleep(max(0.0, min(first_delay, deadline - time.monotonic())))
+    STOP.sleep(max(0.0, min(first_delay, deadline - time.monotonic())))
     backoff = Backoff(then_delay, cap)
     polls, last_pending = 0, None
     while True:
         job = client.get(path, lane="status") or {}
+        if not isinstance(job, dict):
+            raise MigrateError(f"{describe}: the org answered its status with something that is not an object. "
+                               f"Run the same command again later: it resumes the same job.")
         polls += 1
         if finished(job):
             return job, polls, last_pending
@@ -853,7 +1324,7 @@ def poll_job(client, path, *, finished, first_delay, then_delay, cap, deadline, 
         if last_pending + delay > deadline:
             raise MigrateError(f"{describe} is still {job.get('status') or job.get('state') or 'running'} at the "
                                f"polling deadline. Run the same command again later: it resumes the same job.")
-        time.sleep(delay)
+        STOP.sleep(delay)
 
 
 @dataclass
@@ -872,7 +1343,8 @@ EXPORT_DONE = ("completed", "failed", "canceled")
 
 
 def iter_json_array(stream, what, read_size=1 << 16):
-    """Yields the objects of a JSON array from a text stream, holding one record at a time."""
+    """Yields (object, its text) for each element of a JSON array from a text stream, holding one
+    record at a time; anything but whitespace after the closing bracket is an error."""
     decoder = json.JSONDecoder()
     buffer, pos, eof = "", 0, False
     started, expect_value, first = False, True, True
@@ -901,7 +1373,12 @@ def iter_json_array(stream, what, read_size=1 << 16):
             started, pos = True, pos + 1
             continue
         if char == "]" and (first or not expect_value):
-            return
+            rest = buffer[pos + 1:]
+            while not rest.strip(whitespace):
+                rest = stream.read(size)
+                if not rest:
+                    return
+            raise UsageError(f"{what} holds text after the closing ] of its JSON array.")
         if not expect_value:
             if char != ",":
                 raise UsageError(f"{what} is not a valid JSON array (unexpected {char!r} between records).")
@@ -915,10 +1392,12 @@ def iter_json_array(stream, what, read_size=1 << 16):
             size = min(size * 2, 1 << 24)
             fill()
             continue
+        except RecursionError:
+            raise UsageError(f"{what} holds a record nested too deeply to be an interaction.") from None
         if not isinstance(value, dict):
             raise UsageError(f"{what} holds a {type(value).__name__} where a record (JSON object) belongs.")
         size = read_size
-        yield value
+        yield value, buffer[pos:end]
         pos, expect_value, first = end, False, False
 
 
@@ -931,9 +1410,24 @@ def open_text(path):
     return open(path, "rt", encoding="utf-8")
 
 
+def iter_records_with_text(path):
+    """(record, its text as in the file) for each record of an export file; a damaged file is one line."""
+    try:
+        with open_text(path) as stream:
+            yield from iter_json_array(stream, str(path))
+    except EOFError:
+        raise UsageError(f"{path} is truncated: its gzip stream ends early. Export that window again.") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise UsageError(f"{path} is not a readable gzip file ({exc}). Export that window again.") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not valid UTF-8 (byte {exc.start} of a block). Export that window again.") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}.") from None
+
+
 def iter_records(path):
-    with open_text(path) as stream:
-        yield from iter_json_array(stream, str(path))
+    for record, _ in iter_records_with_text(path):
+        yield record
 
 
 @dataclass
@@ -983,7 +1477,7 @@ class Exporter:
             "schemaVersion": SCHEMA_VERSION, "records": records, "sha256": sha, "jobId": job_id,
             "exportedAt": iso_utc(dt.datetime.now(dt.timezone.utc)),
         }
-        write_json_atomically(self.out_dir / f"{key}.meta.json", meta, mode=0o644)
+        write_json_atomically(self.out_dir / f"{key}.meta.json", meta)
         self._save(key, status="downloaded", sha256=sha, records=records, file=str(target))
         log.info("Wrote %s: %d records.", target, records, extra={"fields": {"file": str(target), "records": records}})
         return {"file": str(target), "records": records, "resumed": False}
@@ -999,8 +1493,9 @@ class Exporter:
             "interactionTypes": self.types, "includeTranscripts": True, "includeMedia": False, "format": "json",
         }
         job = self.client.post(EXPORT_PATH, body) or {}
-        if not job.get("id"):
-            raise MigrateError("the source org accepted the export but returned no job id.")
+        if not isinstance(job, dict) or not isinstance(job.get("id"), str) or not job["id"]:
+            raise MigrateError("the source org accepted the export but returned no job id. Run the command again; "
+                               "if it persists, report it to Genesys support.")
         self._save(key, jobId=job["id"], status="running", start=body["startDate"], end=body["endDate"],
                    interactionTypes=self.types)
         log.info("Started export job %s for %s .. %s", job["id"], body["startDate"], body["endDate"])
@@ -1027,8 +1522,12 @@ class Exporter:
 
     def _download(self, job, job_id, target):
         """Streams the pre-signed URL to .part, checks it, renames; a 403 asks the job for a fresh URL."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.out_dir)
         part = target.with_name(target.name + ".part")
+        with WRITES.partial(part):
+            return self._download_to(job, job_id, target, part)
+
+    def _download_to(self, job, job_id, target, part):
         for refresh in range(DOWNLOAD_URL_REFRESHES + 1):
             url = job.get("downloadUrl")
             if not url:
@@ -1042,7 +1541,11 @@ class Exporter:
                 continue
             raise MigrateError(f"download of export job {job_id} answered {status}. Run the command again; "
                                f"it asks the job for a fresh URL.")
-        records = sum(1 for _ in iter_records(part))
+        try:
+            records = sum(1 for _ in iter_records(part))
+        except UsageError as exc:
+            raise MigrateError(f"the download of export job {job_id} is damaged ({exc}). Run the command again "
+                               f"to download it again.") from None
         expected = job.get("recordCount")
         if expected is not None and expected != records:
             raise MigrateError(f"the download of export job {job_id} holds {records} records, the job says "
@@ -1054,7 +1557,7 @@ class Exporter:
     def _stream_to(self, url, part):
         for attempt in tenacity.Retrying(retry=tenacity.retry_if_exception(is_transient),
                                          wait=tenacity.wait_random_exponential(multiplier=0.5, max=20),
-                                         stop=tenacity.stop_after_attempt(5), reraise=True):
+                                         stop=tenacity.stop_after_attempt(5), sleep=STOP.sleep, reraise=True):
             with attempt:
                 try:
                     with self.downloads.get(url, stream=True) as response:
@@ -1063,8 +1566,9 @@ class Exporter:
                         if response.status_code != 200:
                             return response.status_code
                         received = 0
-                        with open(part, "wb") as handle:
+                        with disk_errors(part), private_open(part) as handle:
                             for block in response.iter_content(1 << 20):
+                                STOP.check()  # a stopping run drops the transfer; its .part goes
                                 handle.write(block)
                                 received += len(block)
                                 self.progress.show(f"downloading {part.name}: {received / 1e6:.1f} MB")
@@ -1243,7 +1747,8 @@ class AnalyticsExporter:
             log.info("Already exported: %s (%d records); nothing to do.", target, entry.get("records", 0))
             return {"file": str(target), "records": entry.get("records", 0), "resumed": True}
         parts_dir = self.out_dir / ".parts" / key
-        parts_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.out_dir)
+        private_folder(parts_dir)
         subs = self._sub_intervals(window)
         paging = threading.Semaphore(ANALYTICS_PARALLEL_JOBS)
         with ThreadPoolExecutor(max_workers=2 * ANALYTICS_PARALLEL_JOBS, thread_name_prefix="analytics") as pool:
@@ -1267,7 +1772,7 @@ class AnalyticsExporter:
             "conversationsKept": totals["kept"], "droppedOutsideWindow": totals["dropped"],
             "unconvertedByMediaType": unconverted,
             "unconvertedIds": [cid for part in parts for cid in part.get("unconvertedIds") or []],
-            "exportedAt": iso_utc(dt.datetime.now(dt.timezone.utc))}, mode=0o644)
+            "exportedAt": iso_utc(dt.datetime.now(dt.timezone.utc))})
         self.state.update(lambda data: data.setdefault("analytics", {}).setdefault(key, {}).update(
             sha256=sha, records=records, file=str(target)))
         for path in parts_dir.iterdir():
@@ -1315,7 +1820,7 @@ class AnalyticsExporter:
                 "segmentFilters": [{"type": "or", "predicates": [{"dimension": "mediaType", "value": media}
                                                                  for media in self.types]}]}
         answer = self.client.post(ANALYTICS_JOBS, body) or {}
-        if not answer.get("jobId"):
+        if not isinstance(answer, dict) or not isinstance(answer.get("jobId"), str) or not answer["jobId"]:
             raise MigrateError("the source org accepted the analytics job but returned no jobId.")
         return answer["jobId"]
 
@@ -1327,7 +1832,7 @@ class AnalyticsExporter:
             return
         raw_path, v21_path = parts_dir / f"{part_key}.raw.gz", parts_dir / f"{part_key}.v21.gz"
         for path, length in ((raw_path, part.get("rawBytes", 0)), (v21_path, part.get("v21Bytes", 0))):
-            with open(path, "ab") as handle:
+            with private_open(path, "ab") as handle:
                 handle.truncate(length)
         resubmits = 0
         while True:
@@ -1377,9 +1882,14 @@ class AnalyticsExporter:
                     return False
                 raise
             raw_lines, v21_lines = [], []
+            damaged = (f"a results page of analytics job {part['jobId']} for {part_key}", "Run the command again "
+                       "later: it resumes from the last saved page; if it persists, report it to Genesys support.")
 
             def take(conversation, raw):
                 nonlocal seen_at_last
+                if not isinstance(conversation, dict):
+                    raise MigrateError(f"{damaged[0]} holds a {type(conversation).__name__} where a conversation "
+                                       f"belongs. {damaged[1]}")
                 part["received"] = part.get("received", 0) + 1
                 begun = conversation.get("conversationStart") or ""
                 begun_at = parse_time(begun, "conversationStart") if begun else None
@@ -1401,13 +1911,16 @@ class AnalyticsExporter:
                     part.setdefault("unconverted", {})[media] = part.get("unconverted", {}).get(media, 0) + 1
                     part.setdefault("unconvertedIds", []).append(conversation.get("conversationId"))
                 else:
-                    v21_lines.append(compact_json_bytes(record))
+                    v21_lines.append(compact_json_bytes(record, "backslashreplace"))
 
             try:
                 page = split_json_page(page or "{}", "conversations", take)
-            except ValueError as exc:
-                raise MigrateError(f"a results page of analytics job {part['jobId']} is not valid JSON ({exc}). "
-                                   f"Run the command again: it resumes from the last saved page.") from None
+            except (ValueError, RecursionError) as exc:
+                raise MigrateError(f"{damaged[0]} is not valid JSON ({exc}). {damaged[1]}") from None
+            if page.get("cursor") is not None and (not isinstance(page["cursor"], str)
+                                                   or page["cursor"] == params.get("cursor")):
+                raise MigrateError(f"{damaged[0]} answered the cursor it was asked with (or one that is not a "
+                                   f"string), which would page forever. {damaged[1]}")
             part["rawBytes"] = self._append(raw_path, raw_lines, part.get("kept", 0) > len(raw_lines))
             part["v21Bytes"] = self._append(v21_path, v21_lines, part.get("v21Count", 0) > 0)
             part["v21Count"] = part.get("v21Count", 0) + len(v21_lines)
@@ -1423,7 +1936,7 @@ class AnalyticsExporter:
     def _append(path, lines, after_records):
         """Appends a page as one gzip member of comma-joined records: the parts then concatenate
         into the final file byte for byte, and a saved length always ends on a whole member."""
-        with open(path, "ab") as handle:
+        with WRITES.writing(), disk_errors(path), private_open(path, "ab") as handle:
             if lines:
                 handle.write(gzip.compress((b",\n" if after_records else b"") + b",\n".join(lines),
                                            compresslevel=3, mtime=0))
@@ -1436,7 +1949,7 @@ class AnalyticsExporter:
         """The parts, in order, as one gzip JSON array (a multi-member gzip), copied not recompressed."""
         temp = target.with_name(target.name + ".part")
         count = 0
-        with open(temp, "wb") as out:
+        with WRITES.partial(temp), disk_errors(temp), private_open(temp) as out:
             out.write(gzip.compress(b"[", mtime=0))
             for path, records in parts:
                 if not records:
@@ -1508,7 +2021,7 @@ class Mapping:
         return cls(data, fallbacks, zones)
 
     def lookup(self, kind, source_id):
-        return self.tables[kind].get(source_id)
+        return self.tables[kind].get(source_id) if isinstance(source_id, str) else None
 
     def to_json(self):
         document = {kind: dict(sorted(self.tables[kind].items())) for kind in MAPPING_KINDS}
@@ -1518,7 +2031,8 @@ class Mapping:
 
 
 def reference_slots(node, path):
-    """The (container, key) pairs holding a string at `path` ("*" walks a list)."""
+    """The (container, key) pairs holding a value at `path` ("*" walks a list); a value that is not a
+    string is a reference no mapping can resolve."""
     level = [(None, None, node)]
     for head in path:
         deeper = []
@@ -1531,12 +2045,23 @@ def reference_slots(node, path):
         if not deeper:
             return ()
         level = deeper
-    return [(container, key) for container, key, value in level if isinstance(value, str)]
+    return [(container, key) for container, key, _ in level]
+
+
+def reference_label(value):
+    """How an unmapped reference is named in counts and reports."""
+    if isinstance(value, str):
+        return value
+    return f"(not a string: {json.dumps(value, ensure_ascii=True)[:60]})"
 
 
 def unmapped_references(record, mapping):
-    return [(kind, container[key]) for path, kind in INTERACTION_REFERENCES
+    return [(kind, reference_label(container[key])) for path, kind in INTERACTION_REFERENCES
             for container, key in reference_slots(record, path) if mapping.lookup(kind, container[key]) is None]
+
+
+def reference_count(record):
+    return sum(len(reference_slots(record, path)) for path, _ in INTERACTION_REFERENCES)
 
 
 def transform_interaction(record, mapping, policy):
@@ -1560,13 +2085,19 @@ def source_record_id(record):
 
 
 def export_files(path):
-    """One file, or every export file of a folder in name order (so, in time order)."""
+    """One file, or every export file (*.json.gz) of a folder in name order (so, in time order); the
+    folder's other files (metadata, analytics originals, unfinished .part downloads) are named and left."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir()
-                       if p.is_file() and not p.name.startswith(".")
-                       and (p.name.endswith(".json.gz") or p.name.endswith(".json"))
-                       and not p.name.endswith((".meta.json", ".analytics.json.gz")))
+        files = []
+        for entry in sorted(path.iterdir()):
+            if entry.is_dir():
+                continue
+            if (entry.is_file() and entry.name.endswith(".json.gz") and not entry.name.startswith(".")
+                    and not entry.name.endswith(".analytics.json.gz")):
+                files.append(entry)
+            else:
+                log.info("Passing over %s: not an export file (*.json.gz, not *.analytics.json.gz).", entry.name)
         if not files:
             raise UsageError(f"{path} holds no export files (*.json.gz). Use --input with a file or an export folder.")
         return files
@@ -1586,11 +2117,42 @@ class UnmappedScan:
         return sorted({kind for kind, _ in self.counts})
 
 
+LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def record_problem(record, text, room):
+    """Why a record cannot be sent as it is, or None: checked in the first pass, before any request."""
+    unknown = sorted(set(record) - RECORD_FIELDS)
+    if unknown:
+        return f"holds the field {unknown[0]!r}, which schema {SCHEMA_VERSION} does not know"
+    if "id" in record and not isinstance(record["id"], str):
+        return "has an id that is not a string"
+    if LONE_SURROGATE_ESCAPE.search(text):
+        try:
+            canonical_json(record).encode("utf-8")
+        except UnicodeEncodeError:
+            return "holds a lone surrogate escape (\\ud800-\\udfff), which is not text"
+    # A record's compact form is at most 4 bytes per character of its text, and a reference (at least
+    # four characters of it) grows to at most a UUID: only a record near the limit is measured exactly.
+    if 13 * len(text) > room:
+        stripped = {key: value for key, value in record.items() if key not in IMPORT_STRIPPED_FIELDS}
+        size = len(compact_json_bytes(stripped)) + 36 * reference_count(record)
+        if size > room:
+            return (f"is about {size} bytes, more than one import request may carry ({IMPORT_MAX_BYTES}); "
+                    f"remove it from the export to go on")
+    return None
+
+
 def scan_unmapped(files, mapping, keep_skipped):
-    """First pass: every reference the mapping cannot resolve, before anything is sent."""
+    """First pass, before anything is sent: every record is one the destination can take, and every
+    reference the mapping cannot resolve is counted."""
     scan = UnmappedScan()
+    room = IMPORT_MAX_BYTES - len(IMPORT_ENVELOPE[0]) - len(IMPORT_ENVELOPE[1])
     for path in files:
-        for index, record in enumerate(iter_records(path)):
+        for index, (record, text) in enumerate(iter_records_with_text(path)):
+            problem = record_problem(record, text, room)
+            if problem:
+                raise UsageError(f"record {index} of {path} {problem}. Nothing was sent.")
             scan.records += 1
             missing = unmapped_references(record, mapping)
             if missing:
@@ -1613,7 +2175,7 @@ def write_unmapped_report(path, scan, policy):
     }
     if policy == "skip":
         report["skippedRecords"] = [{"file": file, "index": index, "sourceId": sid} for file, index, sid in scan.skipped]
-    write_json_atomically(path, report, mode=0o644)
+    write_json_atomically(path, report)
 
 
 # ---------------------------------------------------------------------------
@@ -1807,7 +2369,7 @@ class ImportRun:
         pending, seen = set(), set()
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="import") as pool:
             for chunk in chunks:
-                if self.stop.is_set():
+                if self.stop.is_set() or STOP.requested:
                     break
                 entry = self._entry(chunk.key)
                 if entry.get("status") == "completed" and chunk.follow_up(entry.get("skipped") or []) is None:
@@ -1821,11 +2383,12 @@ class ImportRun:
                 while len(pending) >= self.workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     self._collect(done)
-                if self.stop.is_set():
+                if self.stop.is_set() or STOP.requested:
                     break
                 pending.add(pool.submit(self._import, chunk))
             self._collect(wait(pending)[0])
         self.progress.done()
+        STOP.check()
         if self.failure:
             raise self.failure
 
@@ -1835,12 +2398,16 @@ class ImportRun:
             if exc is not None and self.failure is None:
                 self.failure = exc if isinstance(exc, MigrateError) else MigrateError(f"import worker failed: {exc!r}")
                 self.stop.set()
-                log.error("Stopping new submissions: %s", self.failure)
+                if not isinstance(exc, Stopped):
+                    log.error("Stopping new submissions: %s", self.failure)
 
     def _import(self, chunk):
         """One chunk to completion, then whatever an earlier run of it left out and can be sent now."""
         entry = self._entry(chunk.key)
         status = entry.get("status", "pending")
+        if status == "failed":  # its job stored nothing: rebuild it from the input and mapping as they are now
+            self._drop_spool(chunk)
+            status = "pending"
         if status == "completed":
             late = chunk.follow_up(entry.get("skipped") or [])
             self._count(chunks_resumed=1, records_already=chunk.count - (late.count if late else 0))
@@ -1861,16 +2428,18 @@ class ImportRun:
 
     def _send(self, chunk, entry, status):
         """Submits (or resumes) the chunk's job and waits for it; False when the run is stopping."""
-        may_exist = status != "pending"
+        may_exist = status in ("submitting", "submitted")
         if may_exist:
             chunk = self._spooled(chunk, entry)  # exactly what may already have landed, whatever the mapping now
         job_id = entry.get("importId") if status == "submitted" else None
         if job_id:
             log.info("Resuming import job %s for %s", job_id, chunk.describe())
+        unknown_jobs = 0
         while True:
             if job_id is None:
                 if self.stop.is_set():
                     return False
+                STOP.check()
                 job_id, retried = self._submit(chunk)
                 if job_id is None:
                     return True  # split in two, both halves done
@@ -1886,6 +2455,13 @@ class ImportRun:
             except ApiError as exc:
                 if exc.status != 404:
                     raise
+                unknown_jobs += 1
+                if unknown_jobs > RESUBMITS_OF_UNKNOWN_JOB:
+                    self._record(chunk, status="submitting", importId=None)
+                    raise MigrateError(f"import job {job_id} for {chunk.describe()} is unknown to the org, the "
+                                       f"{unknown_jobs}th job in a row for it; it may have landed. Run the same "
+                                       f"command again later: the chunk is resent from its spool, and what "
+                                       f"already landed is recognised.") from None
                 log.warning("Import job %s is unknown to the org now; sending %s again.", job_id, chunk.describe())
                 job_id, may_exist = None, True
                 continue
@@ -1898,15 +2474,17 @@ class ImportRun:
             self._complete(chunk)
             self._count(chunks_done=1, records_sent=chunk.count)
             return True
-        errors = job.get("errors") or []
+        errors = [error for error in job.get("errors") or [] if isinstance(error, dict)] \
+            if isinstance(job.get("errors"), list) else []
         if may_exist and self._all_duplicates(errors, chunk.count):
             log.info("%s was already imported by an earlier attempt (job %s found every record present).",
                      chunk.describe(), job_id)
             self._complete(chunk, confirmedBy=job_id)
             self._count(chunks_confirmed=1, records_already=chunk.count)
             return True
-        first = min(errors, key=lambda error: error.get("index", 0), default={})
+        first = min(errors, key=lambda error: error["index"] if is_int(error.get("index")) else math.inf, default={})
         self._record(chunk, status="failed", error={"importId": job_id, **first})
+        self._drop_spool(chunk)
         raise self._failure(chunk, f"import job {job_id}", first.get("code", "failed"),
                             first.get("message", ""), first.get("index"))
 
@@ -1915,24 +2493,41 @@ class ImportRun:
 
     def _spool(self, chunk):
         """Keeps the exact records of a chunk about to be sent: a re-run resends these bytes, so what
-        may already be in the org is recognised as duplicate even if the mapping changed since."""
+        may already be in the org is recognised as duplicate even if the mapping changed since.
+        The file and its folder are fsynced before the state may say `submitting`."""
         path = self._spool_path(chunk)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temp = path.with_name(path.name + ".tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(compact_json_bytes(chunk.sent_ids) + b"\n" + b"\n".join(chunk.parts) + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        with WRITES.writing(), disk_errors(path):
+            if not path.parent.exists():
+                private_folder(path.parent)
+                fsync_directory(path.parent.parent)
+            try:
+                with private_open(temp) as handle:
+                    handle.write(compact_json_bytes(chunk.sent_ids) + b"\n" + b"\n".join(chunk.parts) + b"\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+            fsync_directory(path.parent)
+
+    def _drop_spool(self, chunk):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._spool_path(chunk))
 
     def _spooled(self, chunk, entry):
         """The chunk as it was sent before (from its spool), or as built now when none was kept."""
+        path = self._spool_path(chunk)
         try:
-            lines = self._spool_path(chunk).read_bytes().split(b"\n")
+            lines = path.read_bytes().split(b"\n")
+            sent_ids, parts = json.loads(lines[0]), [line for line in lines[1:] if line]
         except FileNotFoundError:
             return chunk
-        sent_ids, parts = json.loads(lines[0]), [line for line in lines[1:] if line]
+        except ValueError:
+            raise MigrateError(f"spool file {path} is damaged; it holds what {chunk.describe()} sent before it may "
+                               f"have landed. Restore it from a backup, or delete it to send the chunk as built "
+                               f"now (a duplicate then fails the job instead of being recognised).") from None
         return Chunk(chunk.file, chunk.first_index, chunk.source_ids, parts, sent_ids,
                      list(entry.get("skipped") or []), chunk.key_prefix, chunk.parent_key)
 
@@ -1947,8 +2542,7 @@ class ImportRun:
                 parent = chunks[chunk.parent_key]
                 parent["skipped"] = [sid for sid in parent.get("skipped") or [] if sid not in sent]
         self.state.update(change)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._spool_path(chunk))
+        self._drop_spool(chunk)
 
     def _submit(self, chunk):
         """POSTs the chunk; its records are spooled and the state says `submitting` (and what it leaves
@@ -1967,8 +2561,15 @@ class ImportRun:
                     self._import(half)
                 self._complete(chunk)
                 return None, False
+            if exc.transient:
+                raise
             self._record(chunk, status="failed", error={"status": exc.status, "code": exc.code, "message": exc.message})
+            self._drop_spool(chunk)  # refused outright: these bytes never landed, in this attempt or before
             raise self._failure(chunk, "the import request", exc.code or exc.status, exc.message, None) from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("id"), str) or not answer["id"]:
+            raise MigrateError(f"the org accepted the import request for {chunk.describe()} but answered no job id; "
+                               f"the chunk may have landed. Run the same command again: it is resent from its "
+                               f"spool, and what already landed is recognised.")
         self._count(jobs=1)
         self._record(chunk, status="submitted", importId=answer["id"])
         return answer["id"], bool(retried)
@@ -1989,7 +2590,8 @@ class ImportRun:
                 at += f" (record {chunk.first_index + chunk.source_ids.index(source_id)} of {Path(chunk.file).name})"
         hint = IMPORT_HINTS.get(code, "Fix the cause")
         return ChunkFailed(f"{what} for {chunk.describe()} failed: {code}{at}: {message}. {hint}, "
-                           f"then run the same command again; completed chunks are skipped.")
+                           f"then run the same command again: completed chunks are skipped, and this one is "
+                           f"rebuilt from the input and the mapping.")
 
 
 # ---------------------------------------------------------------------------
@@ -2095,6 +2697,27 @@ def as_references(value):
     return value
 
 
+def updated_body(kind, current, copied):
+    """The PUT body of an update: the object as the target holds it now, less its read-only fields, with
+    the copied fields set.  Inside `properties` only the copied keys change, so what clone never copies
+    (a trunk's SIP credentials) keeps the target's value."""
+    if not isinstance(current, dict) or not current.get("id"):
+        raise MigrateError(f"could not read {kind.key} {copied.get('name')!r} from the target before updating it.")
+    if kind.drop_properties and not isinstance(current.get("properties"), dict):
+        raise MigrateError(f"the target's {kind.key} {copied.get('name')!r} was read without its properties; not "
+                           f"updating it, which would drop its credentials.")
+    body = {name: value for name, value in current.items()
+            if name not in CREATE_READ_ONLY_FIELDS or (name == "version" and kind.version)}
+    if isinstance(body.get("division"), dict):
+        body["division"] = {"id": body["division"].get("id")}
+    for name, value in copied.items():
+        if name == "properties" and isinstance(value, dict) and isinstance(body.get("properties"), dict):
+            body["properties"] = {**body["properties"], **value}
+        else:
+            body[name] = value
+    return body
+
+
 def differences(sent, actual, path=""):
     """Fields of `sent` that `actual` does not hold the same (what the org answers may hold more)."""
     if isinstance(sent, dict):
@@ -2130,6 +2753,30 @@ class PlanItem:
         return f"{self.kind.key[:-1] if self.kind.key.endswith('s') else self.kind.key} {self.source.get('name')!r}"
 
 
+def manifest_problem(data):
+    """What is wrong with a manifest's shape, or None."""
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+        return "it has no list of entries"
+    version = data.get("formatVersion", 1)
+    if not is_int(version) or not 1 <= version <= MANIFEST_FORMAT_VERSION:
+        return f"formatVersion is {version!r}, not 1 to {MANIFEST_FORMAT_VERSION}"
+    for role in ("source", "target"):
+        org = data.get(role)
+        if org is not None and not (isinstance(org, dict) and isinstance(org.get("id"), str)):
+            return f"its {role} is not an org with an id"
+    for index, entry in enumerate(data["entries"]):
+        if not isinstance(entry, dict):
+            return f"entry {index} is not an object"
+        kind = entry.get("kind")
+        if not isinstance(kind, str) or kind not in KINDS_BY_KEY or not KINDS_BY_KEY[kind].creatable:
+            return f"entry {index} has the kind {kind!r}"
+        for name, types in (("name", (str,)), ("targetId", (str, type(None))), ("state", (str,)),
+                            ("type", (str, type(None))), ("sourceId", (str, type(None)))):
+            if (name in entry or name in ("name", "targetId", "state")) and not isinstance(entry.get(name), types):
+                return f"entry {index} has a {name} of the wrong type"
+    return None
+
+
 class Manifest:
     """What this clone created, in order, so rollback can delete exactly that.
 
@@ -2141,15 +2788,17 @@ class Manifest:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.data = {"formatVersion": 1, "entries": []}
+        self.data = {"formatVersion": MANIFEST_FORMAT_VERSION, "entries": []}
         self._mutex = threading.Lock()
         self._dirty_since = None
 
     def load(self, required=False):
         if self.path.exists():
             data = read_json_file(self.path, "rollback manifest")
-            if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-                raise UsageError(f"{self.path} is not a rollback manifest written by migrate.py clone.")
+            problem = manifest_problem(data)
+            if problem:
+                raise UsageError(f"{self.path} is not a rollback manifest written by migrate.py clone: {problem}. "
+                                 f"Restore it from a backup, or use another --manifest-out.")
             self.data = data
         elif required:
             raise UsageError(f"rollback manifest {self.path} does not exist. Use --manifest with the file clone wrote.")
@@ -2159,12 +2808,21 @@ class Manifest:
     def entries(self):
         return self.data["entries"]
 
-    def bind_target(self, org, api_url):
+    def bind(self, source, target):
+        """A manifest lists what a clone from one source created in one target; another pair is refused.
+        One written by the previous version (no source) is bound to this clone's source, with a warning."""
         recorded = self.data.get("target")
-        if recorded and recorded.get("id") != org.get("id"):
+        if recorded and recorded.get("id") != target["id"]:
             raise UsageError(f"{self.path} lists objects of org {recorded.get('name')!r} ({recorded.get('id')}), "
-                             f"not of the target {org.get('name')!r}. Use another --manifest-out.")
-        self.data["target"] = {"id": org.get("id"), "name": org.get("name"), "apiUrl": api_url}
+                             f"not of the target {target['name']!r} ({target['id']}). Use another --manifest-out.")
+        made_from = self.data.get("source")
+        if made_from and made_from.get("id") != source["id"]:
+            raise UsageError(f"{self.path} was made by a clone from {made_from.get('name')!r} ({made_from.get('id')}), "
+                             f"not from the source {source['name']!r} ({source['id']}). Use another --manifest-out.")
+        if not made_from and self.entries:
+            log.warning("%s was written by an earlier migrate.py; it is now bound to the source org %r (%s).",
+                        self.path, source["name"], source["id"])
+        self.data.update(formatVersion=MANIFEST_FORMAT_VERSION, source=dict(source), target=dict(target))
 
     def ours(self, kind_key):
         """Target ids (or names still being created) this manifest owns, for one kind."""
@@ -2480,11 +3138,14 @@ class CloneRun:
         with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="clone") as pool:
             for item, future in [(item, pool.submit(work, item)) for item in items]:
                 exc = future.exception()
+                if isinstance(exc, Stopped):
+                    continue
                 if exc is not None:
                     if not isinstance(exc, MigrateError):
                         exc = MigrateError(f"{item.label}: {exc!r}")
                     with self._lock:
                         self.failures.append(f"{item.label}: {exc}")
+        STOP.check()
 
     def _apply_one(self, item):
         kind = item.kind
@@ -2508,9 +3169,8 @@ class CloneRun:
         elif item.action == "update":
             item.desired = self._desired(item, set())
             if differences(item.desired, item.target):
-                body = self.request_body(item, item.desired)
-                if kind.version:
-                    body["version"] = (self.target.get(f"{kind.path}/{item.target_id}") or {}).get("version")
+                current = self.target.get(f"{kind.path}/{item.target_id}") or {}
+                body = updated_body(kind, current, self.request_body(item, item.desired))
                 self.target.request("PUT", f"{kind.path}/{item.target_id}", body=body)
                 self._wrote()
         if kind.members and item.action in ("create", "update", "ours"):
@@ -2652,8 +3312,9 @@ def delete_manifest_entries(client, manifest, workers, progress):
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollback") as pool:
             futures = [(entry, pool.submit(delete, kind, entry)) for kind, entry in by_rank[rank]]
             for entry, future in futures:
-                if future.exception() is not None:
+                if future.exception() is not None and not isinstance(future.exception(), Stopped):
                     failures.append(f"{entry['kind']} {entry['name']!r} ({entry.get('targetId')}): {future.exception()}")
+        STOP.check()
         if failures:
             break
     progress.done()
@@ -2674,7 +3335,13 @@ def confirm_write(args, org, what):
                          f"a terminal. Use --yes to confirm (as cron jobs must).")
     sys.stderr.write(f"{what} Proceed? [y/N] ")
     sys.stderr.flush()
-    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+    STOP.prompting = True  # a signal at the prompt stops at once: nothing is in flight
+    try:
+        answer = sys.stdin.readline()
+    finally:
+        STOP.prompting = False
+    STOP.check()
+    if answer.strip().lower() not in ("y", "yes"):
         raise MigrateError("cancelled at the prompt; nothing was written.")
 
 
@@ -2687,14 +3354,22 @@ def make_client(label, args):
                      status_rps=args.max_status_rps)
 
 
+HELD_STATES = []  # states whose lock this process holds, for a stopping main thread to release
+
+
 @contextlib.contextmanager
 def locked_state(path):
+    """Holds the state's lock for a run; on the way out the write gate closes first, so nothing
+    writes the state (or the manifest) once another run may hold the lock."""
     state = StateFile(path)
     state.acquire_lock()
+    HELD_STATES.append(state)
     try:
         yield state.load()
     finally:
+        WRITES.close()
         state.release_lock()
+        HELD_STATES.remove(state)
 
 
 def poll_settings(args):
@@ -2722,6 +3397,9 @@ def cmd_export(args):
     client = make_client("source", args)
     progress = Progress(not args.quiet and args.log_format == "text")
     with locked_state(args.state) as state:
+        org = organization(client)
+        state.bind("source", org)
+        log.info(describe_org("Source", org, client))
         if args.incremental:
             ceiling = None
             if args.api == "analytics":
@@ -2732,8 +3410,6 @@ def cmd_export(args):
                 log.info("Nothing to export yet: the last export ended less than --lag ago"
                          + (" (or after the data availability date)." if args.api == "analytics" else "."))
                 return EXIT_OK
-        org = client.organization() or {}
-        log.info(describe_org("Source", org, client))
         started = time.monotonic()
         if args.api == "analytics":
             exporter = AnalyticsExporter(client, state, args.out, types, poll_settings(args), progress,
@@ -2797,7 +3473,7 @@ def import_summary(stats, files, client, elapsed):
 def dry_run_import(args, files, mapping, scan):
     """Writes what would be sent, chunk by chunk, and talks to no org."""
     out = Path(args.dry_run_out)
-    out.mkdir(parents=True, exist_ok=True)
+    private_folder(out)
     for old in out.glob("chunk-*.json"):
         old.unlink()
     stats = ImportStats()
@@ -2805,7 +3481,9 @@ def dry_run_import(args, files, mapping, scan):
     for chunk in build_chunks(files, mapping, args.unmapped, args.chunk_records, stats=stats):
         if chunk.count:
             chunks += 1
-            (out / f"chunk-{chunks:05d}-{chunk.key[:12]}.json").write_bytes(chunk.body())
+            path = out / f"chunk-{chunks:05d}-{chunk.key[:12]}.json"
+            with disk_errors(path), private_open(path) as handle:
+                handle.write(chunk.body())
             stats.records_sent += chunk.count
     log.info("Dry run: %d files, %d records read, %d would be sent in %d chunks, %d skipped; %d unmapped source "
              "ids. Chunks written to %s/. Nothing was sent.", len(files), stats.records_read, stats.records_sent,
@@ -2827,12 +3505,13 @@ def cmd_import(args):
     stats = ImportStats()
     progress = Progress(not args.quiet and args.log_format == "text")
     with locked_state(args.state) as state:
+        org = organization(client)
+        state.bind("destination", org)
+        log.info(describe_org("Destination", org, client))
         pinned = state.section("import").get("chunkRecords")
         if pinned and pinned != args.chunk_records:
             raise UsageError(f"{args.state} holds an import made with --chunk-records {pinned}; chunk keys depend on "
                              f"it. Use --chunk-records {pinned}, or another --state for a new import.")
-        org = client.organization() or {}
-        log.info(describe_org("Destination", org, client))
         sources = {export_meta(path).get("sourceOrg", {}).get("id") for path in files} - {None}
         if org.get("id") in sources and not args.allow_same_org:
             raise UsageError(f"the input was exported from the destination org itself ({org.get('id')}). "
@@ -2866,8 +3545,17 @@ def parse_kinds(text, create_divisions):
     return (["divisions"] if create_divisions else []) + kinds
 
 
+def organization(client):
+    """GET /organizations/me, checked: every binding of a state or manifest rests on its id."""
+    org = client.organization()
+    if not isinstance(org, dict) or not isinstance(org.get("id"), str) or not org["id"]:
+        raise MigrateError(f"the {client.label} org answered GET /api/v2/organizations/me without an id. "
+                           f"Check the region and the credentials, then run again.")
+    return org
+
+
 def org_summary(client):
-    org = client.organization() or {}
+    org = organization(client)
     return {"id": org.get("id"), "name": org.get("name"), "apiUrl": client.auth.api_url}
 
 
@@ -2890,6 +3578,7 @@ def cmd_clone(args):
     if args.on_conflict == "prefix" and not args.prefix:
         raise UsageError("--on-conflict prefix needs a non-empty --prefix.")
     seed = Mapping.load(args.mapping) if args.mapping else Mapping()
+    Manifest(args.manifest_out).load()  # a damaged manifest is found before any request
     source, target = make_client("source", args), make_client("target", args)
     progress = Progress(not args.quiet and args.log_format == "text")
     with locked_state(args.state):
@@ -2900,7 +3589,7 @@ def cmd_clone(args):
             raise UsageError("the source and the target are the same org; clone copies between two orgs. "
                              "Check the GENESYS_SOURCE_* and GENESYS_TARGET_* credentials.")
         manifest = Manifest(args.manifest_out).load()
-        manifest.bind_target(orgs["target"], target.auth.api_url)
+        manifest.bind(orgs["source"], orgs["target"])
         run = CloneRun(source, target, orgs, args, seed, manifest, progress)
         started = time.monotonic()
         try:
@@ -2918,7 +3607,7 @@ def finish_clone(args, run, seed, manifest, orgs, source, target, started):
     log.info("Plan (%s on conflict):", args.on_conflict)
     log_clone_plan(run)
     if args.plan:
-        write_json_atomically(args.plan_out, run.plan_document(), mode=0o644)
+        write_json_atomically(args.plan_out, run.plan_document())
         log.info("Plan written to %s; nothing was written to the target.", args.plan_out)
         return EXIT_ATTENTION if run.unresolved else EXIT_OK
     conflicts = run.conflicts()
@@ -3006,6 +3695,7 @@ credentials come from the environment only (never the command line, which ps sho
 exit codes:
   0 done   1 failed   2 usage or configuration error   3 done but needs attention
   (records skipped, mismatches, unresolved references)   4 another run holds the lock
+  130/143 stopped by SIGINT/SIGTERM: the state is saved, the same command resumes
 """
 
 
@@ -3019,16 +3709,24 @@ def add_org_options(parser, label):
 
 def add_poll_options(parser):
     group = parser.add_argument_group("job polling")
-    group.add_argument("--poll-initial", type=parse_duration, default=1.0, metavar="DURATION",
+    group.add_argument("--poll-initial", type=positive_duration, default=1.0, metavar="DURATION",
                        help="first look at a new job after this long (default 1s)")
-    group.add_argument("--poll-max", type=parse_duration, default=15.0, metavar="DURATION",
+    group.add_argument("--poll-max", type=positive_duration, default=15.0, metavar="DURATION",
                        help="longest wait between two looks at a job (default 15s)")
-    group.add_argument("--poll-deadline", type=parse_duration, default=6 * 3600.0, metavar="DURATION",
+    group.add_argument("--poll-deadline", type=positive_duration, default=6 * 3600.0, metavar="DURATION",
                        help="give up waiting for one job after this long; a re-run resumes it (default 6h)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage mistake is one line that says what to do, like every other error."""
+
+    def error(self, message):
+        sys.stderr.write(f"Error: {message}. See {self.prog} --help.\n")
+        sys.exit(EXIT_USAGE)
+
+
 def build_parser():
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     group = common.add_argument_group("common options")
     group.add_argument("-v", "--verbose", action="count", default=0, help="more detail (debug)")
     group.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only; no progress")
@@ -3042,7 +3740,7 @@ def build_parser():
                        help="job-status reads per second per org at most (default 100/min)")
     group.add_argument("--yes", action="store_true", help="confirm writes without a prompt (needed without a terminal)")
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="migrate.py", description="Move interactions and configuration between Genesys Cloud orgs and regions.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"migrate.py {__version__}")
@@ -3062,7 +3760,7 @@ def build_parser():
     export.add_argument("--api", choices=("interaction", "analytics"), default="interaction",
                         help="interaction: the design's export jobs (default); analytics: the real API's "
                              "conversation-detail jobs, converted to v2.1 records")
-    export.add_argument("--job-interval", type=parse_duration, default=86400.0, metavar="DURATION",
+    export.add_argument("--job-interval", type=positive_duration, default=86400.0, metavar="DURATION",
                         help="with --api analytics: one job per this much of the window (default 1d)")
     export.add_argument("--out", default="exports", metavar="DIR", help="folder for export files (default exports/)")
     add_poll_options(export)
@@ -3124,6 +3822,68 @@ def build_parser():
     return parser
 
 
+@contextlib.contextmanager
+def signal_handlers():
+    """SIGINT and SIGTERM ask the run to stop (see StopSignal); only the main thread can set them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum, _frame):
+        first = not STOP.requested
+        STOP.request(signum)
+        if first:
+            log.warning("Stopping: finishing %d requests (at most %.0f s); Ctrl-C again to stop now",
+                        in_flight.count, STOP_GRACE_S)
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in EXIT_SIGNAL}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_command(args):
+    """Runs the command in a worker thread while the main thread watches for signals: after a first
+    signal the run gets STOP_GRACE_S to unwind; after a second, or at the prompt, it is abandoned at
+    once, once the writes in progress are done, and its lock released."""
+    outcome = {}
+
+    def work():
+        try:
+            outcome["code"] = args.handler(args)
+        except MigrateError as exc:
+            outcome["error"] = exc
+        except BaseException as exc:  # a bug: shown with its traceback by the main thread
+            outcome["crash"] = exc
+
+    runner = threading.Thread(target=work, name="run", daemon=True)
+    runner.start()
+    while runner.is_alive():
+        runner.join(0.1)
+        if STOP.requested and (STOP.forced or STOP.prompting or time.monotonic() > STOP.deadline):
+            break
+    if runner.is_alive():
+        WRITES.close()
+        for state in list(HELD_STATES):
+            state.release_lock()
+        outcome = {"error": Stopped()}
+    if "crash" in outcome:
+        raise outcome["crash"]
+    error = outcome.get("error")
+    if STOP.requested and "code" not in outcome:
+        if error is not None and not isinstance(error, Stopped):
+            log.error("Error: %s", error)
+        log.error("Stopped by %s; the state is saved. Run the same command again to resume.",
+                  signal.Signals(STOP.signum).name)
+        return STOP.exit_code
+    if error is not None:
+        log.error("Error: %s", error)
+        return error.exit_code
+    return outcome["code"]
+
+
 def main(argv=None):
     parser = build_parser()
     try:
@@ -3137,15 +3897,16 @@ def main(argv=None):
     if args.workers < 1 or args.max_rps <= 0 or args.max_status_rps <= 0:
         log.error("Error: --workers, --max-rps and --max-status-rps must be positive.")
         return EXIT_USAGE
-    try:
-        return args.handler(args)
-    except MigrateError as exc:
-        log.error("Error: %s", exc)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        log.error("Interrupted. Run the same command again to resume where this run stopped.")
-        return EXIT_FAILED
+    STOP.reset()
+    WRITES.reset()
+    with signal_handlers():
+        return run_command(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    if STOP.requested:  # threads may still wait on the network: leave without joining them
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(exit_code)
+    sys.exit(exit_code)

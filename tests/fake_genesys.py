@@ -151,6 +151,24 @@ class _Fault:
         return path.startswith(self.path_prefix)
 
 
+@dataclass
+class _Answer:
+    """An injected answer (org.inject_answer): replaces the real handling of matching requests."""
+    status: int
+    body: object
+    headers: dict
+    raw: bytes | None
+    method: str | None
+    path_prefix: str | None
+    path_suffix: str | None
+    times: int
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.path_suffix is not None and not path.endswith(self.path_suffix):
+            return False
+        return _Fault.matches(self, method, path)
+
+
 class _ExportJob:
     def __init__(self, org, start_dt, end_dt, types, include_media, include_transcripts):
         self.id = str(uuid.uuid4())
@@ -1843,6 +1861,7 @@ class FakeOrg(_AnalyticsOrg, _ConfigOrg):
 
         self._tokens = {}                       # token -> (client_id, expires monotonic)
         self._faults: list[_Fault] = []
+        self._answers: list[_Answer] = []
         self._rl_lock = threading.Lock()
         self._windows = {}                      # (client_id, bucket) -> deque of monotonic times
         self._export_jobs = {}
@@ -1861,6 +1880,16 @@ class FakeOrg(_AnalyticsOrg, _ConfigOrg):
     def inject_fault(self, status=503, retry_after=None, drop=False, method=None, path_prefix=None, times=1):
         with self.lock:
             self._faults.append(_Fault(status, retry_after, drop, method, path_prefix, times))
+
+    def inject_answer(self, method=None, path_prefix=None, status=200, body=None, headers=None, times=1, raw=None,
+                      path_suffix=None):
+        """The next `times` matching requests (method; path prefix as inject_fault, "/oauth/token" included;
+        optional path suffix) get this answer instead of the real handling: `raw` bytes if given, else `body`
+        as JSON (none when both are None), Content-Type application/json unless `headers` name one, plus
+        `headers` (after the rate-limit headers of an /api/v2 path). The request is still logged."""
+        with self.lock:
+            self._answers.append(_Answer(status, body, dict(headers or {}), raw, method, path_prefix, path_suffix,
+                                         times))
 
     def expire_download_urls(self):
         self.fake._expire_downloads(self)
@@ -1887,6 +1916,32 @@ class FakeOrg(_AnalyticsOrg, _ConfigOrg):
         return self._import_jobs.get(job_id)
 
     # ---- request entry -------------------------------------------------------------------
+    def _take_answer(self, method, path):
+        with self.lock:
+            for a in self._answers:
+                if a.matches(method, path):
+                    a.times -= 1
+                    if a.times <= 0:
+                        self._answers.remove(a)
+                    return a
+        return None
+
+    def _send_answer(self, h, rec, answer, is_api):
+        headers = self._rl_headers(self.client_id, self._is_status(rec.method, rec.path)) if is_api else {}
+        content_type = "application/json; charset=UTF-8"
+        for name, value in answer.headers.items():
+            if name.lower() == "content-type":
+                content_type = value
+            else:
+                headers[name] = value
+        if answer.raw is not None:
+            data = bytes(answer.raw)
+        elif answer.body is not None:
+            data = json.dumps(answer.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        else:
+            data = b""
+        h.send_bytes(rec, answer.status, content_type, data, headers)
+
     def _take_fault(self, method, path):
         with self.lock:
             for f in self._faults:
@@ -1902,6 +1957,10 @@ class FakeOrg(_AnalyticsOrg, _ConfigOrg):
             self.requests.append(rec)
         path = rec.path
         is_api = path.startswith("/api/v2/")
+        answer = self._take_answer(rec.method, path)
+        if answer is not None:
+            self._send_answer(h, rec, answer, is_api)
+            return
         fault = self._take_fault(rec.method, path)
         if fault is not None:
             if fault.drop:
@@ -2572,6 +2631,7 @@ class FakeGenesys:
         self.download_log: list[LoggedRequest] = []
         self.server_errors: list[str] = []            # tracebacks of fake bugs (tests may assert empty)
         self.refuse_next_downloads = 0                # the next N downloads answer 403 before expiresAt
+        self.redirect_downloads = None                # a URL: the download host answers 302 to it (GET and PUT)
         self._lock = threading.Lock()
         self._downloads = {}                          # signature -> _Download
         self._servers = []
@@ -2667,6 +2727,10 @@ class FakeGenesys:
         with self._lock:
             self.download_log.append(rec)
             d = self._downloads.get(rec.query.get("X-Amz-Signature", ""))
+            redirect = self.redirect_downloads
+        if redirect is not None and rec.method in ("GET", "PUT"):
+            h.send_bytes(rec, 302, "text/plain", b"", headers={"Location": redirect})
+            return
         if rec.method == "PUT" and (rec.path.startswith("/architect/imports/") or (d is not None and d.kind == "upload")):
             self._handle_upload(h, rec, d, body, too_large)
             return
