@@ -563,8 +563,8 @@ def read_json_file(path, what, hint=""):
     except json.JSONDecodeError as exc:
         raise UsageError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg}).{hint}") from None
-    except RecursionError:
-        raise UsageError(f"{what} {path} nests too deeply to be a {what}.{hint}") from None
+    except (ValueError, RecursionError) as exc:  # a number too long to read, or nesting too deep
+        raise UsageError(f"{what} {path} cannot be read as JSON ({type(exc).__name__}).{hint}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -573,6 +573,31 @@ def read_json_file(path, what, hint=""):
 
 
 CHUNK_STATUSES = ("pending", "submitting", "submitted", "completed", "failed", "split")
+INT, TEXT, OPTIONAL_TEXT, FLAG, LIST, OBJECT = "an integer", "a string", "a string or null", "true or false", "a list", \
+    "an object"
+# The typed fields of each kind of state entry: a state file is checked against these, not trusted.
+STATE_ENTRY_FIELDS = {
+    "export": {"jobId": OPTIONAL_TEXT, "status": TEXT, "sha256": TEXT, "records": INT, "file": TEXT, "start": TEXT,
+               "end": TEXT, "interactionTypes": LIST, "error": OPTIONAL_TEXT},
+    "analytics": {"sha256": TEXT, "records": INT, "file": TEXT, "parts": OBJECT},
+    "part": {"jobId": OPTIONAL_TEXT, "cursor": OPTIONAL_TEXT, "rawBytes": INT, "v21Bytes": INT, "v21Count": INT,
+             "kept": INT, "received": INT, "dropped": INT, "done": FLAG, "lastStart": TEXT, "idsAtLastStart": LIST,
+             "unconverted": OBJECT, "unconvertedIds": LIST},
+    "chunk": {"status": TEXT, "file": TEXT, "index": INT, "records": INT, "sent": INT, "skipped": LIST,
+              "importId": OPTIONAL_TEXT, "error": OBJECT, "confirmedBy": TEXT},
+}
+FIELD_CHECKS = {
+    INT: lambda value: is_int(value) and value >= 0, TEXT: lambda value: isinstance(value, str),
+    OPTIONAL_TEXT: lambda value: value is None or isinstance(value, str), FLAG: lambda value: isinstance(value, bool),
+    LIST: lambda value: isinstance(value, list), OBJECT: lambda value: isinstance(value, dict),
+}
+
+
+def entry_problem(entry, kind, where):
+    for name, expected in STATE_ENTRY_FIELDS[kind].items():
+        if name in entry and not FIELD_CHECKS[expected](entry[name]):
+            return f"{where}: {name} is not {expected}"
+    return None
 
 
 def is_int(value):
@@ -609,9 +634,20 @@ def state_problem(data):
     for name in ("exports", "analytics"):
         if not objects_of_objects(data.get(name, {})):
             return f"{name} is not an object of windows"
+    for key, entry in data.get("exports", {}).items():
+        problem = entry_problem(entry, "export", f"export {key}")
+        if problem:
+            return problem
     for key, entry in data.get("analytics", {}).items():
+        problem = entry_problem(entry, "analytics", f"analytics {key}")
+        if problem:
+            return problem
         if not objects_of_objects(entry.get("parts", {})):
             return f"analytics {key}: parts is not an object of parts"
+        for part_key, part in entry.get("parts", {}).items():
+            problem = entry_problem(part, "part", f"analytics part {part_key}")
+            if problem:
+                return problem
     incremental = data.get("incremental", {})
     if not isinstance(incremental, dict):
         return "incremental is not an object"
@@ -639,13 +675,13 @@ def state_problem(data):
     for key, chunk in chunks.items():
         if not isinstance(chunk, dict):
             return f"chunk {key[:12]} is not an object"
+        problem = entry_problem(chunk, "chunk", f"chunk {key[:12]}")
+        if problem:
+            return problem
         if chunk.get("status", "pending") not in CHUNK_STATUSES:
             return f"chunk {key[:12]} has status {chunk.get('status')!r}"
-        skipped = chunk.get("skipped", [])
-        if not isinstance(skipped, list) or not all(isinstance(sid, str) for sid in skipped):
+        if not all(isinstance(sid, str) for sid in chunk.get("skipped", [])):
             return f"chunk {key[:12]}: skipped is not a list of ids"
-        if "importId" in chunk and not isinstance(chunk["importId"], (str, type(None))):
-            return f"chunk {key[:12]}: importId is not a string"
     return None
 
 
@@ -1392,8 +1428,8 @@ def iter_json_array(stream, what, read_size=1 << 16):
             size = min(size * 2, 1 << 24)
             fill()
             continue
-        except RecursionError:
-            raise UsageError(f"{what} holds a record nested too deeply to be an interaction.") from None
+        except (ValueError, RecursionError) as exc:  # a number too long to read, or nesting too deep
+            raise UsageError(f"{what} holds a record that cannot be read as JSON ({type(exc).__name__}).") from None
         if not isinstance(value, dict):
             raise UsageError(f"{what} holds a {type(value).__name__} where a record (JSON object) belongs.")
         size = read_size
@@ -3359,15 +3395,17 @@ HELD_STATES = []  # states whose lock this process holds, for a stopping main th
 
 @contextlib.contextmanager
 def locked_state(path):
-    """Holds the state's lock for a run; on the way out the write gate closes first, so nothing
-    writes the state (or the manifest) once another run may hold the lock."""
+    """Holds the state's lock for a run.  A stopping run closes the write gate on the way out, before
+    the lock goes, so a worker still unwinding never writes the state (or the manifest) once another
+    run may hold the lock; a run that ends normally has joined its workers already."""
     state = StateFile(path)
     state.acquire_lock()
     HELD_STATES.append(state)
     try:
         yield state.load()
     finally:
-        WRITES.close()
+        if STOP.requested:
+            WRITES.close()
         state.release_lock()
         HELD_STATES.remove(state)
 
@@ -3833,8 +3871,9 @@ def signal_handlers():
         first = not STOP.requested
         STOP.request(signum)
         if first:
-            log.warning("Stopping: finishing %d requests (at most %.0f s); Ctrl-C again to stop now",
-                        in_flight.count, STOP_GRACE_S)
+            count = in_flight.count
+            log.warning("Stopping: finishing %d request%s (at most %.0f s); Ctrl-C again to stop now",
+                        count, "" if count == 1 else "s", STOP_GRACE_S)
 
     previous = {signum: signal.signal(signum, on_signal) for signum in EXIT_SIGNAL}
     try:

@@ -35,6 +35,26 @@ def run_cli(args, env=None, cwd=None, timeout=120, stdin=subprocess.DEVNULL):
                           timeout=timeout, stdin=stdin)
 
 
+# Spawns the CLI and reports its own peak RSS.  A child spawned straight from pytest inherits the
+# parent's high-water mark at exec (Linux keeps it in ru_maxrss), so a bloated test process would
+# count against the CLI; through this small parent the figure is the CLI's own.
+MEASURING_PARENT = ("import os, subprocess, sys\n"
+                    "child = subprocess.Popen(sys.argv[2:])\n"
+                    "_, status, usage = os.wait4(child.pid, 0)\n"
+                    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+                    "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
+def run_cli_measuring_memory(args, env=None, cwd=None, timeout=120):
+    """Like run_cli; also returns the CLI's peak resident memory in MB."""
+    report = os.path.join(cwd or ".", ".peak_rss")
+    result = subprocess.run([sys.executable, "-c", MEASURING_PARENT, report, sys.executable, MIGRATE, *args],
+                            env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                            stdin=subprocess.DEVNULL)
+    with open(report) as handle:
+        return result, int(handle.read()) / 1024
+
+
 def start_cli(args, env=None, cwd=None):
     return subprocess.Popen([sys.executable, MIGRATE, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

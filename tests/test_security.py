@@ -86,45 +86,18 @@ def export_wrote_file(tmp_path):
     return (tmp_path / "exports" / "20260101T000000Z_20260102T000000Z.json.gz").exists()
 
 
-class Listener:
-    """A loopback port this test owns: records every connection, answers a plain HTTP 404, closes."""
-
-    def __init__(self, host="127.0.0.1"):
-        self.sock = socket.create_server((host, 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, address = self.sock.accept()
-            except OSError:
-                return
-            self.connections.append(address)
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _answer(conn):
-        with conn:
-            try:
-                conn.settimeout(2)
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            except OSError:
-                pass
-
-    def close(self):
-        for action in (lambda: self.sock.shutdown(socket.SHUT_RDWR), self.sock.close):
-            try:
-                action()
-            except OSError:
-                pass
+def answer_not_found(conn):
+    """What a listener this test owns answers: a plain HTTP 404, then it closes."""
+    with conn:
+        conn.settimeout(2)
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
 
 @pytest.fixture
 def listener():
-    own = Listener()
+    """A loopback port this test owns: it records every connection."""
+    own = Server(answer_not_found)
     yield own
     own.close()
 
@@ -154,20 +127,22 @@ def pipe(a, b):
 
 
 class Server:
-    """A threaded TCP server on 127.0.0.1 running `handle(conn)` per connection."""
+    """A threaded TCP server running `handle(conn)` per connection; it records who connected."""
 
-    def __init__(self, handle):
-        self.sock = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, handle, host="127.0.0.1"):
+        self.sock = socket.create_server((host, 0))
         self.port = self.sock.getsockname()[1]
         self.handle = handle
+        self.connections = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, address = self.sock.accept()
             except OSError:
                 return
+            self.connections.append(address)
             threading.Thread(target=self._run, args=(conn,), daemon=True).start()
 
     def _run(self, conn):
@@ -359,7 +334,7 @@ def test_presigned_url_over_plain_http_to_a_remote_host_is_refused(fake, tmp_pat
     address = non_loopback_address()
     if address is None:
         pytest.skip("this machine has no non-loopback IPv4 address")
-    remote = Listener(address)
+    remote = Server(answer_not_found, address)
     try:
         check_plain_http_download_refused(fake, tmp_path, remote, address)
     finally:
