@@ -258,7 +258,7 @@ def unfinished_jobs(target):
 @pytest.mark.parametrize("signum, seed", [(signal.SIGINT, 4), (signal.SIGTERM, 5)], ids=["SIGINT", "SIGTERM"])
 def test_import_stops_at_once_while_jobs_run_and_resumes_exactly_once(import_setup, tmp_path, signum, seed):
     target, records, mapping, args, env = import_setup(1200, 200, 4, seed=20 + seed)
-    target.import_seconds_per_record = 0.02  # each 200-record job runs 4 s: polls are pending at the signal
+    target.import_seconds_per_record = 0.01  # each 200-record job runs 2 s: polls are pending at the signal
     state_path, lock_path = tmp_path / "migration_state.json", tmp_path / "migration_state.json.lock"
     rng = random.Random(seed)
 
@@ -266,7 +266,7 @@ def test_import_stops_at_once_while_jobs_run_and_resumes_exactly_once(import_set
     with Cli(args, env, tmp_path) as cli:
         wait_until(cli, lambda: "submitted" in chunk_statuses(state_path), "submitted chunk in the state")
         watcher = cli.watch_lock(lock_path, [state_path])
-        time.sleep(rng.uniform(0.0, 1.0))
+        time.sleep(rng.uniform(0.0, 0.5))
         sent, _ = stop(cli, signum, watcher, tmp_path)
     running = unfinished_jobs(target)
     assert running, "the run waited for its jobs instead of stopping its polls"
@@ -280,7 +280,7 @@ def test_import_stops_at_once_while_jobs_run_and_resumes_exactly_once(import_set
         wait_until(cli, lambda: any(r.path.startswith(IMPORT_PATH) for r in target.requests[mark:]),
                    "import request of the re-run")
         watcher = cli.watch_lock(lock_path, [state_path])
-        time.sleep(rng.uniform(0.0, 1.0))
+        time.sleep(rng.uniform(0.0, 0.5))
         sent, _ = stop(cli, signum, watcher, tmp_path)
     assert import_posts_after(target, sent + 0.3) == [], "a chunk was submitted after the signal"
 
@@ -293,14 +293,14 @@ def test_import_stops_at_once_while_jobs_run_and_resumes_exactly_once(import_set
 
 def test_import_request_in_flight_gets_its_answer_recorded(import_setup, tmp_path):
     target, records, mapping, args, env = import_setup(600, 200, 2, seed=31)
-    target.latency = 2.0  # every answer takes 2 s: the import POSTs are in flight at the signal
+    target.latency = 1.0  # every answer takes 1 s: the import POSTs are in flight at the signal
     state_path, lock_path = tmp_path / "migration_state.json", tmp_path / "migration_state.json.lock"
     rng = random.Random(7)
     with Cli(args, env, tmp_path) as cli:
         wait_until(cli, lambda: any(r.method == "POST" and r.path == IMPORT_PATH and r.status is None
                                     for r in target.requests), "import POST in flight")
         watcher = cli.watch_lock(lock_path, [state_path])
-        time.sleep(rng.uniform(0.0, 1.0))
+        time.sleep(rng.uniform(0.0, 0.5))
         sent, _ = stop(cli, signal.SIGINT, watcher, tmp_path, exit_within=GRACE_EXIT_S)
     in_flight = int(next(STOPPING.search(line) for _, line in cli.lines if STOPPING.search(line)).group(1))
     assert in_flight >= 1, "the Stopping line counts the import POSTs in flight"
@@ -322,7 +322,7 @@ def test_import_request_in_flight_gets_its_answer_recorded(import_setup, tmp_pat
 
 def test_second_sigint_exits_at_once(import_setup, tmp_path):
     target, records, mapping, args, env = import_setup(400, 200, 2, seed=32)
-    target.latency = 3.0  # the first signal alone would wait about 3 s for the import POSTs in flight
+    target.latency = 2.0  # the first signal alone would wait about 2 s for the import POSTs in flight
     state_path, lock_path = tmp_path / "migration_state.json", tmp_path / "migration_state.json.lock"
     with Cli(args, env, tmp_path) as cli:
         wait_until(cli, lambda: any(r.method == "POST" and r.path == IMPORT_PATH and r.status is None
