@@ -58,7 +58,7 @@ import time
 import urllib.parse
 import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -506,8 +506,14 @@ def fsync_directory(path):
 
 
 def private_folder(path):
-    """Creates a folder for files holding records or ids: 0700 when we create it."""
-    Path(path).mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Creates a folder for files holding records or ids: each level we create is 0700."""
+    path = Path(path)
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def private_open(path, mode="wb"):
@@ -537,6 +543,7 @@ def write_json_atomically(path, value, mode=0o600, keep_backup=False):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(backup_temp)
                     os.link(path, backup_temp)
+                    os.chmod(backup_temp, mode)  # a state of the previous version may have been 0644
                     os.replace(backup_temp, folder / f"{path.name}.bak")
                 finally:
                     with contextlib.suppress(FileNotFoundError):
@@ -573,23 +580,42 @@ def read_json_file(path, what, hint=""):
 
 
 CHUNK_STATUSES = ("pending", "submitting", "submitted", "completed", "failed", "split")
-INT, TEXT, OPTIONAL_TEXT, FLAG, LIST, OBJECT = "an integer", "a string", "a string or null", "true or false", "a list", \
+INT, TEXT, OPTIONAL_TEXT, FLAG, LIST, OBJECT = "a count", "a string", "a string or null", "true or false", "a list", \
     "an object"
+TEXTS, COUNTS, TIME = "a list of strings", "an object of counts", "a time"
+LARGEST_COUNT = 2 ** 53  # a byte length or a count beyond this is no state this tool wrote
 # The typed fields of each kind of state entry: a state file is checked against these, not trusted.
 STATE_ENTRY_FIELDS = {
     "export": {"jobId": OPTIONAL_TEXT, "status": TEXT, "sha256": TEXT, "records": INT, "file": TEXT, "start": TEXT,
                "end": TEXT, "interactionTypes": LIST, "error": OPTIONAL_TEXT},
     "analytics": {"sha256": TEXT, "records": INT, "file": TEXT, "parts": OBJECT},
     "part": {"jobId": OPTIONAL_TEXT, "cursor": OPTIONAL_TEXT, "rawBytes": INT, "v21Bytes": INT, "v21Count": INT,
-             "kept": INT, "received": INT, "dropped": INT, "done": FLAG, "lastStart": TEXT, "idsAtLastStart": LIST,
-             "unconverted": OBJECT, "unconvertedIds": LIST},
-    "chunk": {"status": TEXT, "file": TEXT, "index": INT, "records": INT, "sent": INT, "skipped": LIST,
+             "kept": INT, "received": INT, "dropped": INT, "done": FLAG, "lastStart": TIME, "idsAtLastStart": TEXTS,
+             "unconverted": COUNTS, "unconvertedIds": TEXTS},
+    "chunk": {"status": TEXT, "file": TEXT, "index": INT, "records": INT, "sent": INT, "skipped": TEXTS,
               "importId": OPTIONAL_TEXT, "error": OBJECT, "confirmedBy": TEXT},
 }
+
+
+def is_count(value):
+    return is_int(value) and 0 <= value < LARGEST_COUNT
+
+
+def is_time(value):
+    try:
+        parse_time(value, "state")
+    except UsageError:
+        return False
+    return True
+
+
 FIELD_CHECKS = {
-    INT: lambda value: is_int(value) and value >= 0, TEXT: lambda value: isinstance(value, str),
+    INT: is_count, TEXT: lambda value: isinstance(value, str),
     OPTIONAL_TEXT: lambda value: value is None or isinstance(value, str), FLAG: lambda value: isinstance(value, bool),
     LIST: lambda value: isinstance(value, list), OBJECT: lambda value: isinstance(value, dict),
+    TEXTS: lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
+    COUNTS: lambda value: isinstance(value, dict) and all(is_count(count) for count in value.values()),
+    TIME: lambda value: isinstance(value, str) and is_time(value),
 }
 
 
@@ -680,8 +706,6 @@ def state_problem(data):
             return problem
         if chunk.get("status", "pending") not in CHUNK_STATUSES:
             return f"chunk {key[:12]} has status {chunk.get('status')!r}"
-        if not all(isinstance(sid, str) for sid in chunk.get("skipped", [])):
-            return f"chunk {key[:12]}: skipped is not a list of ids"
     return None
 
 
@@ -745,7 +769,7 @@ class StateFile:
 
     def acquire_lock(self):
         """Exclusive flock on <state>.lock; its content names the holder for the error message."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.lock_path.parent)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -996,7 +1020,7 @@ class TokenProvider:
                         with in_flight():
                             response = self._session.post(url, data={"grant_type": "client_credentials"},
                                                           auth=BasicAuth(settings.client_id, settings.client_secret),
-                                                          timeout=HTTP_TIMEOUT_S)
+                                                          timeout=HTTP_TIMEOUT_S, allow_redirects=False)
                     except requests.RequestException as exc:
                         raise TransportError(f"cannot reach {url}: {type(exc).__name__}") from None
                     self.requests_made += 1
@@ -1009,7 +1033,7 @@ class TokenProvider:
             raise UsageError(f"the {settings.label} org refused its client credentials "
                              f"({safe_json(response).get('error', response.status_code)}). Check "
                              f"GENESYS_{settings.label.upper()}_CLIENT_ID/_CLIENT_SECRET and the region.")
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             raise ApiError(settings.label, "POST", "/oauth/token", response.status_code, safe_json(response))
         body = safe_json(response)
         token = body.get("access_token")
@@ -1039,6 +1063,11 @@ class TokenProvider:
         else:
             log.warning("%s org: ignoring api_domain %r from the token answer: not a Genesys Cloud API host",
                         self.settings.label, api_domain)
+
+
+def text_or_none(value):
+    """A server-given message as the state may keep it."""
+    return None if value is None else str(value)
 
 
 def safe_json(response):
@@ -1263,25 +1292,27 @@ class ApiClient:
         return self.request("POST", path, body=body, **kwargs)
 
     def paginate(self, path, page_size, params=None):
-        """Yields every entity of a paged list (contract section 4); a list that repeats a page or
-        answers entities that are not objects is an error, not an endless loop."""
-        page, previous = 1, None
+        """Yields every entity of a paged list (contract section 4), each once.  A page of entities all
+        seen before (a list going round in circles) or entities that are not objects with an id are an
+        error, not an endless loop; an entity that moved to a later page while we read is yielded once."""
+        page, seen = 1, set()
         while True:
             answer = self.get(path, params={**(params or {}), "pageSize": page_size, "pageNumber": page}) or {}
             entities = answer.get("entities") if isinstance(answer, dict) else None
             if entities is None:
                 entities = []
             page_count = answer.get("pageCount") if isinstance(answer, dict) else 0
-            if not isinstance(entities, list) or not all(isinstance(item, dict) for item in entities) \
+            if not isinstance(entities, list) or not all(isinstance(item, dict) and isinstance(item.get("id"), str)
+                                                         and item["id"] for item in entities) \
                     or not isinstance(page_count, (int, type(None))) or isinstance(page_count, bool):
-                raise MigrateError(f"{self.label} org: GET {path} page {page} is not a list of objects. Run again "
-                                   f"later; if it persists, report the answer to Genesys support.")
-            ids = [item.get("id") for item in entities]
-            if entities and ids == previous:
-                raise MigrateError(f"{self.label} org: GET {path} answered page {page} with the same entities as "
-                                   f"page {page - 1}. Run again later; if it persists, report it to Genesys support.")
-            previous = ids
-            yield from entities
+                raise MigrateError(f"{self.label} org: GET {path} page {page} is not a list of objects with ids. "
+                                   f"Run again later; if it persists, report the answer to Genesys support.")
+            fresh = [item for item in entities if item["id"] not in seen]
+            if entities and not fresh:
+                raise MigrateError(f"{self.label} org: GET {path} answered page {page} with entities of earlier "
+                                   f"pages only. Run again later; if it persists, report it to Genesys support.")
+            seen.update(item["id"] for item in fresh)
+            yield from fresh
             if page >= (page_count or 0) or not entities:
                 return
             page += 1
@@ -1520,7 +1551,9 @@ class Exporter:
 
     def _start_job(self, window, key):
         schemas = self.client.get(f"{EXPORT_PATH}/schemas") or {}
-        versions = [item.get("version") for item in schemas.get("entities") or []]
+        entities = schemas.get("entities") if isinstance(schemas, dict) else None
+        versions = [item.get("version") for item in entities or [] if isinstance(item, dict)] \
+            if isinstance(entities, list) else []
         if SCHEMA_VERSION not in versions:
             raise MigrateError(f"the source org offers export schemas {', '.join(map(str, versions)) or 'none'}, "
                                f"not {SCHEMA_VERSION}, which import needs. Ask Genesys to enable {SCHEMA_VERSION}.")
@@ -1551,7 +1584,7 @@ class Exporter:
             raise MigrateError(f"export job {job_id} is unknown to the source org now. Run the command again "
                                f"to start a new export job for this window.") from None
         if job["status"] != "completed":
-            self._save(key, jobId=None, status=job["status"], error=job.get("errorMessage"))
+            self._save(key, jobId=None, status=str(job["status"]), error=text_or_none(job.get("errorMessage")))
             raise MigrateError(f"export job {job_id} ended {job['status']}: {job.get('errorMessage') or 'no reason given'}. "
                                f"Run the command again to start a new export job for this window.")
         return job
@@ -1722,6 +1755,39 @@ def analytics_to_interaction(conversation):
     return record
 
 
+def millisecond_stamp(moment, up):
+    """An ISO instant in whole milliseconds, rounded down (or up), as the analytics API takes it."""
+    moment = moment.astimezone(dt.timezone.utc)
+    extra = moment.microsecond % 1000
+    if extra:
+        moment += dt.timedelta(microseconds=(1000 - extra) if up else -extra)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def conversation_problem(conversation):
+    """Why a conversation of a results page cannot be read, or None (the API's answer is checked, not trusted)."""
+    if not isinstance(conversation, dict):
+        return f"a {type(conversation).__name__} where a conversation belongs"
+    if not isinstance(conversation.get("conversationId"), str):
+        return "a conversation without a string conversationId"
+    begun = conversation.get("conversationStart")
+    if begun is not None:
+        try:
+            parse_time(begun, "conversationStart")
+        except UsageError:
+            return f"conversation {conversation['conversationId']} with a conversationStart that is not a time"
+    participants = conversation.get("participants", [])
+    sessions = [s for p in participants if isinstance(p, dict) for s in p.get("sessions", [])] \
+        if isinstance(participants, list) else None
+    if (sessions is None or not all(isinstance(p, dict) and isinstance(p.get("sessions", []), list)
+                                    for p in participants)
+            or not all(isinstance(s, dict) and isinstance(s.get("segments", []), list)
+                       and isinstance(s.get("mediaType", ""), str) for s in sessions)
+            or not all(isinstance(seg, dict) for s in sessions for seg in s.get("segments", []))):
+        return f"conversation {conversation['conversationId']} whose participants, sessions or segments are not lists of objects"
+    return None
+
+
 def split_json_page(text, field, each):
     """Calls `each(value, raw)` for every element of the top-level array `field` of a JSON object,
     `raw` being the element's own text; returns the object's other fields.  The records are kept as
@@ -1842,16 +1908,19 @@ class AnalyticsExporter:
         with self.state._mutex:
             return copy.deepcopy(self.state.section("analytics").get(key, {}).get("parts", {}).get(part_key) or {})
 
-    def _save_part(self, key, part_key, values):
-        values = copy.deepcopy(values)
+    def _save_part(self, key, part_key, part):
+        """The part as this worker holds it replaces the saved one whole (a reset part leaves nothing stale)."""
+        part = copy.deepcopy(part)
 
         def change(data):
-            data.setdefault("analytics", {}).setdefault(key, {}).setdefault("parts", {}).setdefault(
-                part_key, {}).update(values)
+            data.setdefault("analytics", {}).setdefault(key, {}).setdefault("parts", {})[part_key] = part
         self.state.update(change)
 
     def _submit(self, start, end):
-        body = {"interval": f"{start.strftime('%Y-%m-%dT%H:%M:%S.000Z')}/{end.strftime('%Y-%m-%dT%H:%M:%S.000Z')}",
+        """A job for [start, end) in whole milliseconds, widened outwards: what it answers beyond the
+        sub-interval is dropped by conversationStart, never a conversation inside it lost."""
+        interval = f"{millisecond_stamp(start, up=False)}/{millisecond_stamp(end, up=True)}"
+        body = {"interval": interval,
                 "order": "asc", "orderBy": "conversationStart",
                 "segmentFilters": [{"type": "or", "predicates": [{"dimension": "mediaType", "value": media}
                                                                  for media in self.types]}]}
@@ -1867,7 +1936,13 @@ class AnalyticsExporter:
         if part.get("done"):
             return
         raw_path, v21_path = parts_dir / f"{part_key}.raw.gz", parts_dir / f"{part_key}.v21.gz"
-        for path, length in ((raw_path, part.get("rawBytes", 0)), (v21_path, part.get("v21Bytes", 0))):
+        lengths = ((raw_path, part.get("rawBytes", 0)), (v21_path, part.get("v21Bytes", 0)))
+        if any(length and (not path.exists() or path.stat().st_size < length) for path, length in lengths):
+            log.warning("The pages already written for %s are missing from %s (another --out, or a deleted folder); "
+                        "exporting that part again.", part_key, parts_dir)
+            part = {}
+            lengths = ((raw_path, 0), (v21_path, 0))
+        for path, length in lengths:
             with private_open(path, "ab") as handle:
                 handle.truncate(length)
         resubmits = 0
@@ -1888,7 +1963,8 @@ class AnalyticsExporter:
                     raise
                 job = {"state": "EXPIRED"}  # the org no longer knows the job: as good as expired
             if job["state"] in ("FAILED", "CANCELLED"):
-                self._save_part(key, part_key, {"jobId": None, "cursor": None})
+                part.update(jobId=None, cursor=None)
+                self._save_part(key, part_key, part)
                 raise MigrateError(f"analytics job {part['jobId']} for {part_key} ended {job['state']}: "
                                    f"{job.get('errorMessage') or 'no reason given'}. Run the command again to submit "
                                    f"a new job; pages already written are kept.")
@@ -1907,6 +1983,7 @@ class AnalyticsExporter:
     def _read_results(self, key, part_key, part, start, end, raw_path, v21_path):
         """Pages through a fulfilled job; False when it expired meanwhile (then the caller resubmits)."""
         seen_at_last = set(part.get("idsAtLastStart") or [])
+        cursors_seen = set()
         while True:
             params = {"pageSize": ANALYTICS_PAGE_SIZE}
             if part.get("cursor"):
@@ -1923,9 +2000,9 @@ class AnalyticsExporter:
 
             def take(conversation, raw):
                 nonlocal seen_at_last
-                if not isinstance(conversation, dict):
-                    raise MigrateError(f"{damaged[0]} holds a {type(conversation).__name__} where a conversation "
-                                       f"belongs. {damaged[1]}")
+                problem = conversation_problem(conversation)
+                if problem:
+                    raise MigrateError(f"{damaged[0]} holds {problem}. {damaged[1]}")
                 part["received"] = part.get("received", 0) + 1
                 begun = conversation.get("conversationStart") or ""
                 begun_at = parse_time(begun, "conversationStart") if begun else None
@@ -1949,13 +2026,16 @@ class AnalyticsExporter:
                 else:
                     v21_lines.append(compact_json_bytes(record, "backslashreplace"))
 
+            if not (page or "").strip():
+                raise MigrateError(f"{damaged[0]} is empty. {damaged[1]}")
             try:
-                page = split_json_page(page or "{}", "conversations", take)
+                page = split_json_page(page, "conversations", take)
             except (ValueError, RecursionError) as exc:
                 raise MigrateError(f"{damaged[0]} is not valid JSON ({exc}). {damaged[1]}") from None
+            cursors_seen.add(params.get("cursor"))
             if page.get("cursor") is not None and (not isinstance(page["cursor"], str)
-                                                   or page["cursor"] == params.get("cursor")):
-                raise MigrateError(f"{damaged[0]} answered the cursor it was asked with (or one that is not a "
+                                                   or page["cursor"] in cursors_seen):
+                raise MigrateError(f"{damaged[0]} answered a cursor it had already answered (or one that is not a "
                                    f"string), which would page forever. {damaged[1]}")
             part["rawBytes"] = self._append(raw_path, raw_lines, part.get("kept", 0) > len(raw_lines))
             part["v21Bytes"] = self._append(v21_path, v21_lines, part.get("v21Count", 0) > 0)
@@ -2269,6 +2349,12 @@ class Chunk:
                      for ids, parts in ((self.sent_ids[:middle], self.parts[:middle]),
                                         (self.sent_ids[middle:], self.parts[middle:])))
 
+    def refreshed(self, current):
+        """This part of a split with each record as `current` (its chunk as built now) has it: a part
+        whose job never landed follows a mended mapping; a record no longer sent keeps its bytes."""
+        now = dict(zip(current.sent_ids, current.parts))
+        return replace(self, parts=[now.get(sid, part) for sid, part in zip(self.sent_ids, self.parts)])
+
     def follow_up(self, left_out):
         """The records an earlier run left out that can be sent now, as a chunk of their own."""
         left_out = set(left_out)
@@ -2448,8 +2534,10 @@ class ImportRun:
             late = chunk.follow_up(entry.get("skipped") or [])
             self._count(chunks_resumed=1, records_already=chunk.count - (late.count if late else 0))
         elif status == "split":
-            sent = self._spooled(chunk, entry)
+            sent = self._spooled(chunk, entry)  # the boundaries the halves were made with
             for half in sent.halves():
+                if self._entry(half.key).get("status", "pending") not in ("submitting", "submitted", "completed"):
+                    half = half.refreshed(chunk)
                 self._import(half)
             self._complete(chunk)
         elif status == "pending" and chunk.count == 0:
@@ -2510,7 +2598,9 @@ class ImportRun:
             self._complete(chunk)
             self._count(chunks_done=1, records_sent=chunk.count)
             return True
-        errors = [error for error in job.get("errors") or [] if isinstance(error, dict)] \
+        errors = [{"code": str(error.get("code") or "failed"), "message": str(error.get("message") or ""),
+                   "index": error.get("index") if is_int(error.get("index")) else None}
+                  for error in job.get("errors") or [] if isinstance(error, dict)] \
             if isinstance(job.get("errors"), list) else []
         if may_exist and self._all_duplicates(errors, chunk.count):
             log.info("%s was already imported by an earlier attempt (job %s found every record present).",
@@ -2518,7 +2608,7 @@ class ImportRun:
             self._complete(chunk, confirmedBy=job_id)
             self._count(chunks_confirmed=1, records_already=chunk.count)
             return True
-        first = min(errors, key=lambda error: error["index"] if is_int(error.get("index")) else math.inf, default={})
+        first = min(errors, key=lambda error: math.inf if error["index"] is None else error["index"], default={})
         self._record(chunk, status="failed", error={"importId": job_id, **first})
         self._drop_spool(chunk)
         raise self._failure(chunk, f"import job {job_id}", first.get("code", "failed"),
@@ -2573,6 +2663,7 @@ class ImportRun:
             chunks = data.setdefault("import", {}).setdefault("chunks", {})
             chunks.setdefault(chunk.key, {"file": chunk.file, "index": chunk.first_index, "records": chunk.count})
             chunks[chunk.key].update(status="completed", **values)
+            chunks[chunk.key].pop("error", None)
             if chunk.parent_key and chunk.parent_key in chunks:
                 sent = set(chunk.sent_ids)
                 parent = chunks[chunk.parent_key]
@@ -2625,7 +2716,7 @@ class ImportRun:
             if not chunk.key_prefix:
                 at += f" (record {chunk.first_index + chunk.source_ids.index(source_id)} of {Path(chunk.file).name})"
         hint = IMPORT_HINTS.get(code, "Fix the cause")
-        return ChunkFailed(f"{what} for {chunk.describe()} failed: {code}{at}: {message}. {hint}, "
+        return ChunkFailed(f"{what} for {chunk.describe()} failed: {code}{at}: {str(message).rstrip('.')}. {hint}, "
                            f"then run the same command again: completed chunks are skipped, and this one is "
                            f"rebuilt from the input and the mapping.")
 
@@ -2950,7 +3041,13 @@ class CloneRun:
                     for side, client in (("source", self.source), ("target", self.target))
                     for kind in CLONE_KINDS}
             for (side, key), future in jobs.items():
-                (self.source_objects if side == "source" else self.target_objects)[key] = future.result()
+                objects = future.result()
+                for obj in objects:
+                    wrong = [name for name in ("name", "type", "email") if not isinstance(obj.get(name), (str, type(None)))]
+                    if wrong:
+                        raise MigrateError(f"the {side} org listed {key} {obj['id']} with a {wrong[0]} that is not a "
+                                           f"string. Run again later; if it persists, report it to Genesys support.")
+                (self.source_objects if side == "source" else self.target_objects)[key] = objects
         counts = ", ".join(f"{len(self.source_objects[k.key])} {k.key}" for k in CLONE_KINDS)
         log.info("Extracted from the source: %s.", counts)
 
@@ -3464,14 +3561,18 @@ def cmd_export(args):
     return EXIT_OK
 
 
-def export_meta(path):
+def export_source_org(path):
+    """The source org id an export's .meta.json records, or None (a missing or odd file tells nothing)."""
     name = path.name
     stem = name[: -len(".json.gz")] if name.endswith(".json.gz") else path.stem
     meta = path.with_name(f"{stem}.meta.json")
-    if meta.exists():
-        with contextlib.suppress(ValueError, OSError):
-            return json.loads(meta.read_text(encoding="utf-8"))
-    return {}
+    try:
+        document = json.loads(meta.read_bytes().decode("utf-8"))
+    except (ValueError, OSError, RecursionError):
+        return None
+    org = document.get("sourceOrg") if isinstance(document, dict) else None
+    org_id = org.get("id") if isinstance(org, dict) else None
+    return org_id if isinstance(org_id, str) else None
 
 
 def check_unmapped(scan, policy, mapping, report_path):
@@ -3550,7 +3651,7 @@ def cmd_import(args):
         if pinned and pinned != args.chunk_records:
             raise UsageError(f"{args.state} holds an import made with --chunk-records {pinned}; chunk keys depend on "
                              f"it. Use --chunk-records {pinned}, or another --state for a new import.")
-        sources = {export_meta(path).get("sourceOrg", {}).get("id") for path in files} - {None}
+        sources = {export_source_org(path) for path in files} - {None}
         if org.get("id") in sources and not args.allow_same_org:
             raise UsageError(f"the input was exported from the destination org itself ({org.get('id')}). "
                              f"Use --allow-same-org if that is really intended.")
@@ -3616,7 +3717,7 @@ def cmd_clone(args):
     if args.on_conflict == "prefix" and not args.prefix:
         raise UsageError("--on-conflict prefix needs a non-empty --prefix.")
     seed = Mapping.load(args.mapping) if args.mapping else Mapping()
-    Manifest(args.manifest_out).load()  # a damaged manifest is found before any request
+    Manifest(args.manifest_out).load()  # a damaged manifest is found before any request, read again once locked
     source, target = make_client("source", args), make_client("target", args)
     progress = Progress(not args.quiet and args.log_format == "text")
     with locked_state(args.state):
@@ -3682,10 +3783,11 @@ def finish_clone(args, run, seed, manifest, orgs, source, target, started):
 
 
 def cmd_rollback(args):
-    manifest = Manifest(args.manifest).load(required=True)
+    Manifest(args.manifest).load(required=True)  # a missing or damaged manifest is found before any request
     target = make_client("target", args)
     progress = Progress(not args.quiet and args.log_format == "text")
     with locked_state(args.state):
+        manifest = Manifest(args.manifest).load(required=True)  # as it is now that no clone can change it
         org = org_summary(target)
         log.info("Target org: %s (id %s) at %s", org["name"], org["id"], org["apiUrl"])
         recorded = manifest.data.get("target") or {}
