@@ -393,9 +393,9 @@ def test_analytics_export_interrupted_then_every_conversation_once(fake, tmp_pat
     source = fake.orgs["source"]
     source.rate_limit = source.status_rate_limit = 1_000_000
     refs = populate_reference_objects(source, seed=3)
-    source.conversation_source = ConversationSource(refs, 12000, start="2025-12-31T22:00:00Z",
+    source.conversation_source = ConversationSource(refs, 8000, start="2025-12-31T22:00:00Z",
                                                     end="2026-01-04T02:00:00Z", seed=9)
-    source.latency = 0.3  # three 1-day jobs of four results pages each, each answer 0.3 s
+    source.latency = 0.25  # three 1-day jobs of three results pages each, each answer 0.25 s
     args = ["export", "--api", "analytics", "--start", A_START, "--end", A_END, "--job-interval", "1d", *FAST]
     env = org_env(fake, source="source")
     state_path = tmp_path / "migration_state.json"
