@@ -3981,8 +3981,9 @@ def signal_handlers():
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        if not STOP.requested:  # a stopping process keeps ignoring further signals until it has exited
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def run_command(args):
