@@ -1187,19 +1187,29 @@ class RateGovernor:
             return value if math.isfinite(value) else None
 
         allowed = number("inin-ratelimit-allowed") or 0.0
+        count = number("inin-ratelimit-count")
         remaining = number("X-RateLimit-Remaining")
         if remaining is None:
-            count = number("inin-ratelimit-count")
             if count is None:
                 return
             remaining = allowed - count
         reset = min(max(number("inin-ratelimit-reset") or 0.0, 0.0), MAX_SERVER_WAIT_S)
         low_water = max(2.0, 0.02 * allowed) if allowed else 5.0
+        if count is not None and remaining < allowed - count - 0.5:
+            # What remains is another, smaller window's (job-status reads share 100/min): allowed and
+            # reset describe the client window, so only the last few requests slow this lane.
+            low_water = 2.0
         with self._lock:
             if remaining <= low_water and reset > 0:
                 self._interval[lane] = max(self._base[lane], reset / (max(remaining, 0.0) + 1.0))
             else:
                 self._interval[lane] = self._base[lane]
+
+    def limit_api_rate(self, rps):
+        """Lowers the api lane to `rps` (the org's own limit, read at start)."""
+        with self._lock:
+            self._base["api"] = max(self._base["api"], 1.0 / rps)
+            self._interval["api"] = max(self._interval["api"], self._base["api"])
 
     def pause(self, seconds):
         with self._lock:
@@ -2736,6 +2746,7 @@ FLOW_IMPORT_JOBS = "/api/v2/flows/jobs"
 FLOW_EXPORT_BATCH = 20
 FLOW_JOB_DONE = ("Success", "Failure")
 MANIFEST_FLUSH_S = 0.25
+TIMED_WRAPUP_PROMPTS = ("AGENT_REQUESTED", "MANDATORY_TIMEOUT", "MANDATORY_FORCED_TIMEOUT")
 
 
 @dataclass(frozen=True)
@@ -2763,10 +2774,22 @@ class ObjectKind:
     drop_properties: tuple = ()  # keys of `properties` never copied
     members: str = ""  # sub-resource listing objects of another kind, e.g. a queue's wrap-up codes
     members_kind: str = ""
+    defaults: tuple = ()  # (field, value): what the API requires even where the source has nothing
+    shape: object = None  # hook: the body as the API accepts it (a rule a field list cannot say)
+
+
+def acw_settings_the_api_takes(body):
+    """A queue's acwSettings.timeoutMs goes only with a wrap-up prompt that times out (SDK 269's
+    AcwSettings); the platform refuses it with any other, though it may answer one."""
+    acw = body.get("acwSettings")
+    if isinstance(acw, dict) and "timeoutMs" in acw and acw.get("wrapupPrompt") not in TIMED_WRAPUP_PROMPTS:
+        body["acwSettings"] = {name: value for name, value in acw.items() if name != "timeoutMs"}
+    return body
 
 
 CLONE_KINDS = (
-    ObjectKind("divisions", "/api/v2/authorization/divisions", 100, 0, 9, ("name", "description"), division_field=""),
+    ObjectKind("divisions", "/api/v2/authorization/divisions", 100, 0, 9, ("name", "description"), division_field="",
+               defaults=(("description", ""),)),
     ObjectKind("skills", "/api/v2/routing/skills", 500, 1, 5, ("name",), division_field="divisionId", updatable=False),
     ObjectKind("languages", "/api/v2/routing/languages", 100, 1, 5, ("name",), division_field="", updatable=False),
     ObjectKind("wrapupCodes", "/api/v2/routing/wrapupcodes", 100, 1, 5, ("name", "description")),
@@ -2784,7 +2807,7 @@ CLONE_KINDS = (
     ObjectKind("queues", "/api/v2/routing/queues", 500, 2, 1,
                ("name", "description", "mediaSettings", "routingRules", "acwSettings", "skillEvaluationMethod",
                 "bullseye", "queueFlow", "emailInQueueFlow", "messageInQueueFlow"),
-               members="wrapupcodes", members_kind="wrapupCodes"),
+               members="wrapupcodes", members_kind="wrapupCodes", shape=acw_settings_the_api_takes),
     ObjectKind("users", "/api/v2/users", 500, -1, -1, (), match="email", creatable=False, updatable=False),
 )
 KINDS_BY_KEY = {kind.key: kind for kind in CLONE_KINDS}
@@ -3151,6 +3174,11 @@ class CloneRun:
             body["timeZone"] = self.time_zones.get(body["timeZone"], body["timeZone"])
         if kind.division_field and isinstance(source.get("division"), dict) and source["division"].get("id"):
             body["division"] = {"id": source["division"]["id"]}
+        for name, value in kind.defaults:
+            if body.get(name) is None:
+                body[name] = value
+        if kind.shape:
+            body = kind.shape(body)
         return rewrite_uuids(body, self.id_map, unresolved)
 
     def request_body(self, item, desired):
@@ -3535,6 +3563,7 @@ def cmd_export(args):
         org = organization(client)
         state.bind("source", org)
         log.info(describe_org("Source", org, client))
+        pace_to_org_limit(client, args.max_rps)
         if args.incremental:
             ceiling = None
             if args.api == "analytics":
@@ -3647,6 +3676,7 @@ def cmd_import(args):
         org = organization(client)
         state.bind("destination", org)
         log.info(describe_org("Destination", org, client))
+        pace_to_org_limit(client, args.max_rps)
         pinned = state.section("import").get("chunkRecords")
         if pinned and pinned != args.chunk_records:
             raise UsageError(f"{args.state} holds an import made with --chunk-records {pinned}; chunk keys depend on "
@@ -3693,6 +3723,33 @@ def organization(client):
     return org
 
 
+ORG_LIMITS_PATH = "/api/v2/organizations/limits/namespaces/platform.api"
+CLIENT_RATE_LIMIT_KEY = "client.credentials.token.rate.per.minute"
+
+
+def pace_to_org_limit(client, max_rps):
+    """Paces at the org's own client limit when it is below --max-rps: support may have raised or
+    lowered it from the usual 300/min, and the org says so (contract section 3)."""
+    try:
+        answer = client.get(ORG_LIMITS_PATH)
+    except ApiError as exc:
+        log.info("%s org: its rate limit could not be read (%s); pacing at --max-rps %g.", client.label,
+                 exc.status, max_rps)
+        return
+    entities = answer.get("entities") if isinstance(answer, dict) else None
+    per_minute = next((item.get("value") for item in entities or [] if isinstance(item, dict)
+                       and item.get("key") == CLIENT_RATE_LIMIT_KEY), None) if isinstance(entities, list) else None
+    if not isinstance(per_minute, (int, float)) or isinstance(per_minute, bool) or not 0 < per_minute < math.inf:
+        log.info("%s org: no client rate limit among its limits; pacing at --max-rps %g.", client.label, max_rps)
+    elif per_minute / 60.0 < max_rps:
+        client.governor.limit_api_rate(per_minute / 60.0)
+        log.info("%s org: pacing at its client limit, %g requests/min (%.2f/s), below --max-rps %g.",
+                 client.label, per_minute, per_minute / 60.0, max_rps)
+    else:
+        log.info("%s org: pacing at --max-rps %g (its client limit is %g requests/min).", client.label, max_rps,
+                 per_minute)
+
+
 def org_summary(client):
     org = organization(client)
     return {"id": org.get("id"), "name": org.get("name"), "apiUrl": client.auth.api_url}
@@ -3729,6 +3786,8 @@ def cmd_clone(args):
                              "Check the GENESYS_SOURCE_* and GENESYS_TARGET_* credentials.")
         manifest = Manifest(args.manifest_out).load()
         manifest.bind(orgs["source"], orgs["target"])
+        for client in (source, target):
+            pace_to_org_limit(client, args.max_rps)
         run = CloneRun(source, target, orgs, args, seed, manifest, progress)
         started = time.monotonic()
         try:
@@ -3794,6 +3853,7 @@ def cmd_rollback(args):
         if recorded.get("id") and recorded["id"] != org["id"]:
             raise UsageError(f"{args.manifest} lists objects of org {recorded.get('name')!r} ({recorded['id']}), "
                              f"not of {org['name']!r}. Point GENESYS_TARGET_* at that org.")
+        pace_to_org_limit(target, args.max_rps)
         if not manifest.entries:
             log.info("Nothing to delete: %s lists no objects.", args.manifest)
             return EXIT_OK

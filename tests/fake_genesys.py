@@ -316,6 +316,7 @@ _QUEUE_ENUMS = {"skillEvaluationMethod": ("NONE", "BEST", "ALL"),
                 "scoringMethod": ("TimestampAndPriority", "PriorityOnly"),
                 "lastAgentRoutingMode": ("Disabled", "QueueMembersOnly", "AnyAgent")}
 _WRAPUP_PROMPTS = ("MANDATORY", "OPTIONAL", "MANDATORY_TIMEOUT", "MANDATORY_FORCED_TIMEOUT", "AGENT_REQUESTED")
+_TIMED_WRAPUP_PROMPTS = ("AGENT_REQUESTED", "MANDATORY_TIMEOUT", "MANDATORY_FORCED_TIMEOUT")  # SDK 269 AcwSettings
 _RULE_OPERATORS = ("MEETS_THRESHOLD", "ANY")
 _TRUNK_TYPES = ("EXTERNAL", "PHONE", "EDGE")
 _QUEUE_FLOW_FIELDS = ("queueFlow", "emailInQueueFlow", "messageInQueueFlow")
@@ -808,6 +809,8 @@ class _ConfigOrg:
             if not isinstance(b["description"], str):
                 raise _bad("description must be a string.", field="description")
             f["description"] = b["description"]
+        elif kind == "divisions" and current is None:
+            raise _bad("description is required (AuthzDivision); send \"\" for none.", field="description")
         if kind == "skills":
             did = b.get("divisionId")
             if did is None:
@@ -896,8 +899,16 @@ class _ConfigOrg:
                     raise _bad("acwSettings must be an object.", field=key)
                 if "wrapupPrompt" in value:
                     self._check_enum(value["wrapupPrompt"], _WRAPUP_PROMPTS, "acwSettings.wrapupPrompt")
-                if "timeoutMs" in value and type(value["timeoutMs"]) is not int:
-                    raise _bad("acwSettings.timeoutMs must be an integer.", field="acwSettings.timeoutMs")
+                if "timeoutMs" in value:
+                    timeout = value["timeoutMs"]
+                    if type(timeout) is not int:
+                        raise _bad("acwSettings.timeoutMs must be an integer.", field="acwSettings.timeoutMs")
+                    if value.get("wrapupPrompt") not in _TIMED_WRAPUP_PROMPTS:
+                        raise _bad("acwSettings.timeoutMs is only valid with wrapupPrompt %s." % " or ".join(
+                            _TIMED_WRAPUP_PROMPTS), field="acwSettings.timeoutMs")
+                    if not 1000 <= timeout <= 3600000:
+                        raise _bad("acwSettings.timeoutMs must be between 1000 (1 s) and 3600000 (60 min).",
+                                   field="acwSettings.timeoutMs")
             elif key == "routingRules":
                 if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
                     raise _bad("routingRules must be a list of objects.", field=key)
@@ -2133,12 +2144,20 @@ class FakeOrg(_AnalyticsOrg, _ConfigOrg):
             "X-RateLimit-Remaining": str(remaining),
         }
 
+    def _platform_limits(self):
+        """LimitsEntityListing of the platform.api namespace: the client limit, as requests per minute."""
+        per_minute = int(round(self.rate_limit * 60.0 / self.rate_window))
+        limits = [{"key": "client.credentials.token.rate.per.minute", "namespace": "platform.api", "value": per_minute}]
+        return {"entities": limits, "pageSize": len(limits), "pageNumber": 1, "total": len(limits), "pageCount": 1}
+
     # ---- routing -------------------------------------------------------------------------
     def _route(self, rec, body):
         m, parts = rec.method, rec.path.rstrip("/").split("/")[3:]   # after /api/v2
         if parts == ["organizations", "me"] and m == "GET":
             return 200, {"id": self.org_id, "name": self.name, "domain": self.name, "state": "active",
                          "selfUri": "/api/v2/organizations/%s" % self.org_id}
+        if parts == ["organizations", "limits", "namespaces", "platform.api"] and m == "GET":
+            return 200, self._platform_limits()
         if len(parts) >= 2 and parts[0] == "interaction":
             if parts[1] == "export":
                 if len(parts) == 2 and m == "POST":

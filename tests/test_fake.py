@@ -861,9 +861,10 @@ def test_config_name_filter_case_insensitive_with_wildcard(fake):
 def test_config_names_unique_case_sensitively(fake):
     org, api = config_org(fake)
     for kind in ("skills", "languages", "wrapupcodes", "divisions", "queues"):
-        ok(api.post(PATHS[kind], json={"name": "Billing"}))
-        assert_error(api.post(PATHS[kind], json={"name": "Billing"}), 409, "general.conflict")
-        ok(api.post(PATHS[kind], json={"name": "billing"}))           # another object
+        extra = {"description": ""} if kind == "divisions" else {}  # AuthzDivision requires it
+        ok(api.post(PATHS[kind], json={"name": "Billing", **extra}))
+        assert_error(api.post(PATHS[kind], json={"name": "Billing", **extra}), 409, "general.conflict")
+        ok(api.post(PATHS[kind], json={"name": "billing", **extra}))           # another object
     sched = {"start": "2026-01-05T08:00:00.000", "end": "2026-01-05T18:00:00.000"}
     ok(api.post(PATHS["schedules"], json={"name": "Open", **sched}))
     assert_error(api.post(PATHS["schedules"], json={"name": "Open", **sched}), 409, "general.conflict")
@@ -1040,7 +1041,7 @@ def r_status(r):
 
 def test_delete_in_use_is_409(fake):
     org, api = config_org(fake)
-    div = ok(api.post(PATHS["divisions"], json={"name": "EMEA"}))
+    div = ok(api.post(PATHS["divisions"], json={"name": "EMEA", "description": ""}))
     skill = ok(api.post(PATHS["skills"], json={"name": "English", "divisionId": div["id"]}))
     code = ok(api.post(PATHS["wrapupcodes"], json={"name": "Resolved"}))
     sched = ok(api.post(PATHS["schedules"], json={"name": "Open", "start": "2026-01-05T08:00:00",
@@ -1391,6 +1392,10 @@ def strip_for_create(obj, kind):
         body["divisionId"] = body.pop("division")["id"]
     if kind == "divisions":
         body.pop("homeDivision", None)
+    acw = body.get("acwSettings")
+    if isinstance(acw, dict) and acw.get("wrapupPrompt") not in ("AGENT_REQUESTED", "MANDATORY_TIMEOUT",
+                                                                "MANDATORY_FORCED_TIMEOUT"):
+        body["acwSettings"] = {k: v for k, v in acw.items() if k != "timeoutMs"}  # answered, never accepted
     return body
 
 
@@ -1782,7 +1787,7 @@ def test_analytics_status_reads_share_the_status_window(fake, analytics):
     for path in (JOBS + "/" + job_id + "/results", JOBS + "/availability"):        # general window only
         r = api.get(path)
         assert r.status_code == 200, r.text
-        assert r.headers["inin-ratelimit-allowed"] == "300"
+        assert r.headers["inin-ratelimit-allowed"] == str(org.rate_limit)
     assert api.post(JOBS, json=job_body(DAY1)).status_code == 202
 
 
@@ -1917,3 +1922,28 @@ def test_conversation_source_matches_generator_and_pages_by_cursor(fake):
     assert [c["conversationStart"] for c in both] == sorted(c["conversationStart"] for c in both)
     assert both[0]["conversationStart"] < "2026-01-02T00:00:00.000Z" <= both[0]["conversationEnd"]
     assert not fake.server_errors
+
+
+def test_bodies_the_sdk_models_require(fake):
+    """A division create carries description; acwSettings.timeoutMs only with a timed wrap-up prompt, 1 s to 60 min."""
+    org, api = config_org(fake)
+    assert_error(api.post(PATHS["divisions"], json={"name": "EMEA"}), 400, "bad.request")
+    ok(api.post(PATHS["divisions"], json={"name": "EMEA", "description": ""}))
+    for acw in ({"wrapupPrompt": "OPTIONAL", "timeoutMs": 30000}, {"wrapupPrompt": "MANDATORY", "timeoutMs": 30000},
+                {"wrapupPrompt": "MANDATORY_TIMEOUT", "timeoutMs": 999},
+                {"wrapupPrompt": "AGENT_REQUESTED", "timeoutMs": 3600001}):
+        assert_error(api.post(PATHS["queues"], json={"name": "Q", "acwSettings": acw}), 400, "bad.request")
+    for n, prompt in enumerate(("AGENT_REQUESTED", "MANDATORY_TIMEOUT", "MANDATORY_FORCED_TIMEOUT")):
+        q = ok(api.post(PATHS["queues"], json={"name": f"Q{n}", "acwSettings": {"wrapupPrompt": prompt,
+                                                                                "timeoutMs": 1000 * (n + 1)}}))
+        assert q["acwSettings"] == {"wrapupPrompt": prompt, "timeoutMs": 1000 * (n + 1)}
+
+
+def test_platform_limits_answer_the_configured_client_limit(fake):
+    org = fake.orgs["source"]
+    org.rate_limit, org.rate_window = 30, 6.0
+    api = Api(org)
+    body = ok(api.get("/api/v2/organizations/limits/namespaces/platform.api"))
+    assert [(e["key"], e["namespace"], e["value"]) for e in body["entities"]] == [
+        ("client.credentials.token.rate.per.minute", "platform.api", 300)]
+    assert_fits_model(body["entities"][0], "Limit")
