@@ -4032,6 +4032,8 @@ def signal_handlers():
     def on_signal(signum, _frame):
         first = not STOP.requested
         STOP.request(signum)
+        if STOP.prompting:
+            sys.stderr.write("\n")  # end the prompt's line
         if first:
             count = in_flight.count
             log.warning("Stopping: finishing %d request%s (at most %.0f s); Ctrl-C again to stop now",
