@@ -43,6 +43,7 @@ import errno
 import fcntl
 import gzip
 import hashlib
+import io
 import ipaddress
 import json
 import logging
@@ -56,6 +57,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zipfile
 import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -2744,7 +2746,16 @@ TRUNK_CREDENTIAL_PROPERTIES = ("trunk_sip_authentication_credentials_realm",
 FLOW_EXPORT_JOBS = "/api/v2/flows/export/jobs"
 FLOW_IMPORT_JOBS = "/api/v2/flows/jobs"
 FLOW_EXPORT_BATCH = 20
+FLOW_EXPORT_RETRIES = 3  # a Failure "... exit code 107" for a flow that exists is the platform under load
+FLOW_EXPORT_TRANSIENT = "exit code 107"
 FLOW_JOB_DONE = ("Success", "Failure")
+# Archy's top-level key of a flow document -> the flow's type (real exports spell `inqueueCall`).
+ARCHY_FLOW_TYPES = {
+    "inboundcall": "INBOUNDCALL", "inqueuecall": "INQUEUECALL", "inboundemail": "INBOUNDEMAIL",
+    "inqueueemail": "INQUEUEEMAIL", "inboundchat": "INBOUNDCHAT", "inboundshortmessage": "INBOUNDSHORTMESSAGE",
+    "inqueueshortmessage": "INQUEUESHORTMESSAGE", "bot": "BOT", "digitalbot": "DIGITALBOT", "workflow": "WORKFLOW",
+    "commonmodule": "COMMONMODULE",
+}
 MANIFEST_FLUSH_S = 0.25
 TIMED_WRAPUP_PROMPTS = ("AGENT_REQUESTED", "MANDATORY_TIMEOUT", "MANDATORY_FORCED_TIMEOUT")
 
@@ -2823,6 +2834,60 @@ def match_key(kind, obj):
     return obj.get("name")
 
 
+def yaml_scalar_text(value):
+    """A YAML scalar as written in a flow document (plain, '...' or "...") as the text it stands for."""
+    value = value.strip()
+    if value.startswith("'") and value.endswith("'") and len(value) >= 2:
+        return value[1:-1].replace("''", "'")
+    if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
+    return re.sub(r"\s+#.*$", "", value)
+
+
+def flow_document_identity(text):
+    """(flow type, flow name) of an Archy document, read from its content: the top-level type key, then
+    the first `name:` one level under it.  The file names inside an export zip are not documented."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        top = re.fullmatch(r"([A-Za-z]+):\s*", line)
+        if top:
+            break
+        if line.strip() and not line.lstrip().startswith(("#", "---")):
+            return None
+    else:
+        return None
+    flow_type = ARCHY_FLOW_TYPES.get(top.group(1).lower())
+    level = None
+    for line in lines[index + 1:]:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        if indent == 0:
+            break
+        level = level or indent
+        named = re.fullmatch(r"\s+name:\s*(.+)", line)
+        if indent == level and named:
+            return flow_type, yaml_scalar_text(named.group(1))
+    return None
+
+
+def flow_export_documents(content, describe):
+    """The YAML documents of a flow export download: the document itself for one flow, every .yaml
+    member of a zip for several (recognised by their zip signature, not a header or a name)."""
+    try:
+        if content[:4] == b"PK\x03\x04":
+            with zipfile.ZipFile(io.BytesIO(content)) as archive:
+                texts = [archive.read(info).decode("utf-8") for info in archive.infolist() if not info.is_dir()]
+        else:
+            texts = [content.decode("utf-8")]
+    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as exc:
+        raise MigrateError(f"{describe} downloaded something that is not YAML text or a zip of it ({exc}). "
+                           f"Run clone again.") from None
+    return [document for text in texts for document in re.split(r"(?m)^---[ \t]*\r?$\n?", text)
+            if document.strip()]
+
+
 def rewrite_uuids(value, id_map, unresolved):
     """Every UUID, in any field, is rewritten through the global id map (a UUID names one object)."""
     if isinstance(value, dict):
@@ -2866,6 +2931,12 @@ def updated_body(kind, current, copied):
         else:
             body[name] = value
     return body
+
+
+def flow_job_messages(state):
+    """An Architect job's messages as one line."""
+    messages = state.get("messages") if isinstance(state.get("messages"), list) else []
+    return "; ".join(f"{m.get('type')}: {m.get('text')}" for m in messages if isinstance(m, dict))
 
 
 def differences(sent, actual, path=""):
@@ -3214,25 +3285,53 @@ class CloneRun:
     # --- flow content ------------------------------------------------------------------
 
     def export_flow_content(self):
-        """Reads the YAML of every flow whose content must be published, through source export jobs."""
+        """Reads the YAML of every flow whose content must be published, through source export jobs of
+        the published versions; each document is matched to its flow by its content (type and name)."""
         flows = [item for item in self.plan if item.kind.key == "flows" and item.needs_content]
         for start in range(0, len(flows), FLOW_EXPORT_BATCH):
             batch = flows[start:start + FLOW_EXPORT_BATCH]
-            job = self.source.post(FLOW_EXPORT_JOBS, {"flows": [{"flow": {"id": item.source["id"]}, "exportType": "Yaml"}
-                                                                for item in batch]}) or {}
-            done = self._wait_flow_job(self.source, f"{FLOW_EXPORT_JOBS}/{job.get('id')}",
-                                       f"flow export job {job.get('id')} in the source")
+            job_id, done = self._export_flows(batch)
+            describe = f"flow export job {job_id}"
+            if not isinstance(done.get("downloadUrl"), str):
+                raise MigrateError(f"{describe} succeeded without a downloadUrl. Run clone again.")
             response = PresignedTransfer().get(done["downloadUrl"])
             if response.status_code != 200:
-                raise MigrateError(f"download of flow export job {job.get('id')} answered {response.status_code}; "
-                                   f"run clone again.")
-            documents = re.split(r"(?m)^---[ \t]*\r?\n", response.content.decode("utf-8"))
-            documents = [doc for doc in documents if doc.strip()]
-            if len(documents) != len(batch):
-                raise MigrateError(f"flow export job {job.get('id')} returned {len(documents)} documents for "
-                                   f"{len(batch)} flows.")
-            for item, document in zip(batch, documents):
-                self.flow_content[item.source["id"]] = document
+                raise MigrateError(f"download of {describe} answered {response.status_code}; run clone again.")
+            wanted = {((item.source.get("type") or "").upper(), item.source.get("name")): item for item in batch}
+            for document in flow_export_documents(response.content, describe):
+                item = wanted.pop(flow_document_identity(document), None)
+                if item is not None:
+                    self.flow_content[item.source["id"]] = document
+            if wanted:
+                raise MigrateError(f"{describe} returned no document for {len(wanted)} of its flows, e.g. "
+                                   f"{next(iter(wanted.values())).label}. Run clone again.")
+
+    def _export_flows(self, batch):
+        """Registers an export job for a batch of flows and waits for it; a transient Failure (the platform
+        fails jobs of flows that exist under load, 'exit code 107') registers it again after a pause."""
+        body = {"flows": [{"flow": {"id": item.source["id"], **(
+            {"version": str(item.source["publishedVersion"]["id"])}
+            if isinstance(item.source.get("publishedVersion"), dict) and item.source["publishedVersion"].get("id")
+            else {})}, "fileName": item.source.get("name") or item.source["id"], "exportType": "Yaml"}
+            for item in batch]}
+        backoff = Backoff(self.poll.initial, 30.0, factor=2.0)
+        for attempt in range(FLOW_EXPORT_RETRIES + 1):
+            job = self.source.post(FLOW_EXPORT_JOBS, body) or {}
+            if not isinstance(job, dict) or not isinstance(job.get("id"), str):
+                raise MigrateError("the source org registered a flow export job but answered no id. Run clone again.")
+            done = self._flow_job_state(self.source, f"{FLOW_EXPORT_JOBS}/{job['id']}?expand=messages",
+                                        f"flow export job {job['id']} in the source")
+            if done.get("status") == "Success":
+                return job["id"], done
+            messages = flow_job_messages(done)
+            if FLOW_EXPORT_TRANSIENT in messages and attempt < FLOW_EXPORT_RETRIES:
+                log.info("Flow export job %s failed as the platform does under load (%s); registering it again.",
+                         job["id"], messages)
+                STOP.sleep(backoff.next())
+                continue
+            names = ", ".join(repr(item.source.get("name")) for item in batch[:5]) + (" ..." if len(batch) > 5 else "")
+            raise MigrateError(f"flow export job {job['id']} in the source for {names} failed"
+                               f"{' again' if attempt else ''}: {messages or 'no message'}. Run clone again.")
 
     def flow_document(self, item, unresolved):
         """The flow's YAML for the target: ids rewritten, renamed when prefixed."""
@@ -3376,14 +3475,18 @@ class CloneRun:
             raise MigrateError(f"upload of the flow's content answered {upload.status_code}")
         self._wait_flow_job(self.target, f"{FLOW_IMPORT_JOBS}/{job['id']}?expand=messages", f"flow import job {job['id']}")
 
-    def _wait_flow_job(self, client, path, describe):
-        """Polls an Architect job to its end; a Failure is an error carrying the job's messages."""
+    def _flow_job_state(self, client, path, describe):
+        """Polls an Architect job to its end and answers its final state."""
         state, _, _ = poll_job(client, path, finished=lambda state: state.get("status") in FLOW_JOB_DONE,
                                first_delay=self.poll.initial, then_delay=self.poll.initial, cap=self.poll.cap,
                                deadline=time.monotonic() + self.poll.deadline_s, describe=describe)
+        return state
+
+    def _wait_flow_job(self, client, path, describe):
+        """Polls an Architect job to its end; a Failure is an error carrying the job's messages."""
+        state = self._flow_job_state(client, path, describe)
         if state.get("status") != "Success":
-            messages = "; ".join(f"{m.get('type')}: {m.get('text')}" for m in state.get("messages") or [])
-            raise MigrateError(f"{describe} failed: {messages or 'no message'}")
+            raise MigrateError(f"{describe} failed: {flow_job_messages(state) or 'no message'}")
         return state
 
     def _wrote(self):
@@ -3743,10 +3846,10 @@ def pace_to_org_limit(client, max_rps):
         log.info("%s org: no client rate limit among its limits; pacing at --max-rps %g.", client.label, max_rps)
     elif per_minute / 60.0 < max_rps:
         client.governor.limit_api_rate(per_minute / 60.0)
-        log.info("%s org: pacing at its client limit, %g requests/min (%.2f/s), below --max-rps %g.",
+        log.info("%s org: pacing at its client limit, %.0f requests/min (%.2f/s), below --max-rps %g.",
                  client.label, per_minute, per_minute / 60.0, max_rps)
     else:
-        log.info("%s org: pacing at --max-rps %g (its client limit is %g requests/min).", client.label, max_rps,
+        log.info("%s org: pacing at --max-rps %g (its client limit is %.0f requests/min).", client.label, max_rps,
                  per_minute)
 
 
