@@ -28,7 +28,8 @@ FAST = ["--max-rps", "500", "--max-status-rps", "500", "--poll-initial", "0.05",
 PREVIOUS_VERSION = "45a1319"  # migrate.py before issue 8: state formatVersion 1, manifest without source
 NO_QUEUE = "00000000-0000-4000-8000-000000000000"
 ONLY_ORG_CHECK = {("POST", "/oauth/token"), ("GET", "/api/v2/organizations/me")}
-SMALL_CONFIG = dict(seed=1, skills=4, wrapupcodes=3, schedules=2, schedulegroups=1, queues=3, flows=2, trunks=2,
+# One flow: the previous version reads a flow export as YAML text, and an export of several is a zip.
+SMALL_CONFIG = dict(seed=1, skills=4, wrapupcodes=3, schedules=2, schedulegroups=1, queues=3, flows=1, trunks=2,
                     languages=2, users=3, divisions=2)
 
 
@@ -280,6 +281,9 @@ def test_item2_manifest_of_a_clone_from_another_source_is_refused(three, tmp_pat
 
 def test_item2_manifest_of_the_previous_version_is_bound_and_still_rolls_back(three, tmp_path):
     source, target, other = populate_three(three)
+    with source.lock:  # the previous version sends timeoutMs whatever the prompt: give it queues it can copy
+        for queue in source.objects["queues"].values():
+            queue["acwSettings"] = {"wrapupPrompt": "MANDATORY_TIMEOUT", "timeoutMs": 30000}
     env = org_env(three, source="source", target="target")
     before = snapshot(target)
     old = previous_version(tmp_path)
