@@ -599,13 +599,20 @@ STATE_ENTRY_FIELDS = {
 }
 
 
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def is_count(value):
     return is_int(value) and 0 <= value < LARGEST_COUNT
 
 
 def is_time(value):
+    """An ISO-8601 instant with a zone, in the range parse_time accepts."""
+    if not isinstance(value, str):
+        return False
     try:
-        parse_time(value, "state")
+        parse_time(value, "time")
     except UsageError:
         return False
     return True
@@ -617,7 +624,7 @@ FIELD_CHECKS = {
     LIST: lambda value: isinstance(value, list), OBJECT: lambda value: isinstance(value, dict),
     TEXTS: lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
     COUNTS: lambda value: isinstance(value, dict) and all(is_count(count) for count in value.values()),
-    TIME: lambda value: isinstance(value, str) and is_time(value),
+    TIME: is_time,
 }
 
 
@@ -628,23 +635,10 @@ def entry_problem(entry, kind, where):
     return None
 
 
-def is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def state_problem(data):
     """What is wrong with a state file's shape, or None: its fields are checked, not trusted."""
     def objects_of_objects(value):
         return isinstance(value, dict) and all(isinstance(item, dict) for item in value.values())
-
-    def time_problem(value, name):
-        if not isinstance(value, str):
-            return f"{name} is not a time"
-        try:
-            parse_time(value, name)
-        except UsageError:
-            return f"{name} {value!r} is not a valid time"
-        return None
 
     if not isinstance(data, dict):
         return "it is not a JSON object"
@@ -679,18 +673,15 @@ def state_problem(data):
     incremental = data.get("incremental", {})
     if not isinstance(incremental, dict):
         return "incremental is not an object"
-    if "lastEnd" in incremental and incremental["lastEnd"] is not None:
-        problem = time_problem(incremental["lastEnd"], "incremental.lastEnd")
-        if problem:
-            return problem
+    if incremental.get("lastEnd") is not None and not is_time(incremental["lastEnd"]):
+        return "incremental.lastEnd is not a time"
     pending = incremental.get("pending")
     if pending is not None:
         if not isinstance(pending, dict):
             return "incremental.pending is not a window"
         for edge in ("start", "end"):
-            problem = time_problem(pending.get(edge), f"incremental.pending.{edge}")
-            if problem:
-                return problem
+            if not is_time(pending.get(edge)):
+                return f"incremental.pending.{edge} is not a time"
     imports = data.get("import", {})
     if not isinstance(imports, dict):
         return "import is not an object"
@@ -1065,6 +1056,12 @@ class TokenProvider:
         else:
             log.warning("%s org: ignoring api_domain %r from the token answer: not a Genesys Cloud API host",
                         self.settings.label, api_domain)
+
+
+def answer_id(answer, field="id"):
+    """The id a create answer carries, or None when the answer is not an object with a string id."""
+    value = answer.get(field) if isinstance(answer, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def text_or_none(value):
@@ -1573,8 +1570,8 @@ class Exporter:
             "startDate": iso_utc(window.start), "endDate": iso_utc(window.end), "schemaVersion": SCHEMA_VERSION,
             "interactionTypes": self.types, "includeTranscripts": True, "includeMedia": False, "format": "json",
         }
-        job = self.client.post(EXPORT_PATH, body) or {}
-        if not isinstance(job, dict) or not isinstance(job.get("id"), str) or not job["id"]:
+        job = self.client.post(EXPORT_PATH, body)
+        if not answer_id(job):
             raise MigrateError("the source org accepted the export but returned no job id. Run the command again; "
                                "if it persists, report it to Genesys support.")
         self._save(key, jobId=job["id"], status="running", start=body["startDate"], end=body["endDate"],
@@ -1783,11 +1780,8 @@ def conversation_problem(conversation):
     if not isinstance(conversation.get("conversationId"), str):
         return "a conversation without a string conversationId"
     begun = conversation.get("conversationStart")
-    if begun is not None:
-        try:
-            parse_time(begun, "conversationStart")
-        except UsageError:
-            return f"conversation {conversation['conversationId']} with a conversationStart that is not a time"
+    if begun is not None and not is_time(begun):
+        return f"conversation {conversation['conversationId']} with a conversationStart that is not a time"
     participants = conversation.get("participants", [])
     sessions = [s for p in participants if isinstance(p, dict) for s in p.get("sessions", [])] \
         if isinstance(participants, list) else None
@@ -1936,8 +1930,8 @@ class AnalyticsExporter:
                 "order": "asc", "orderBy": "conversationStart",
                 "segmentFilters": [{"type": "or", "predicates": [{"dimension": "mediaType", "value": media}
                                                                  for media in self.types]}]}
-        answer = self.client.post(ANALYTICS_JOBS, body) or {}
-        if not isinstance(answer, dict) or not isinstance(answer.get("jobId"), str) or not answer["jobId"]:
+        answer = self.client.post(ANALYTICS_JOBS, body)
+        if not answer_id(answer, "jobId"):
             raise MigrateError("the source org accepted the analytics job but returned no jobId.")
         return answer["jobId"]
 
@@ -2461,6 +2455,14 @@ class JobPacer:
             self._per_record = sample if self._per_record is None else 0.7 * self._per_record + 0.3 * sample
 
 
+def import_job_errors(job):
+    """A failed import job's errors as {code, message, index} with those types (index None when absent)."""
+    errors = job.get("errors") if isinstance(job.get("errors"), list) else []
+    return [{"code": str(error.get("code") or "failed"), "message": str(error.get("message") or ""),
+             "index": error.get("index") if is_int(error.get("index")) else None}
+            for error in errors if isinstance(error, dict)]
+
+
 class ImportRun:
     """Submits chunks as import jobs, several at once, each exactly once across crashes.
 
@@ -2610,10 +2612,7 @@ class ImportRun:
             self._complete(chunk)
             self._count(chunks_done=1, records_sent=chunk.count)
             return True
-        errors = [{"code": str(error.get("code") or "failed"), "message": str(error.get("message") or ""),
-                   "index": error.get("index") if is_int(error.get("index")) else None}
-                  for error in job.get("errors") or [] if isinstance(error, dict)] \
-            if isinstance(job.get("errors"), list) else []
+        errors = import_job_errors(job)
         if may_exist and self._all_duplicates(errors, chunk.count):
             log.info("%s was already imported by an earlier attempt (job %s found every record present).",
                      chunk.describe(), job_id)
@@ -2705,7 +2704,7 @@ class ImportRun:
             self._record(chunk, status="failed", error={"status": exc.status, "code": exc.code, "message": exc.message})
             self._drop_spool(chunk)  # refused outright: these bytes never landed, in this attempt or before
             raise self._failure(chunk, "the import request", exc.code or exc.status, exc.message, None) from None
-        if not isinstance(answer, dict) or not isinstance(answer.get("id"), str) or not answer["id"]:
+        if not answer_id(answer):
             raise MigrateError(f"the org accepted the import request for {chunk.describe()} but answered no job id; "
                                f"the chunk may have landed. Run the same command again: it is resent from its "
                                f"spool, and what already landed is recognised.")
@@ -2933,6 +2932,15 @@ def updated_body(kind, current, copied):
     return body
 
 
+def flow_export_entry(flow):
+    """A RegisterArchitectExportJob entry: the flow's published version, under its name."""
+    ref = {"id": flow["id"]}
+    published = flow.get("publishedVersion")
+    if isinstance(published, dict) and published.get("id"):
+        ref["version"] = str(published["id"])
+    return {"flow": ref, "fileName": flow.get("name") or flow["id"], "exportType": "Yaml"}
+
+
 def flow_job_messages(state):
     """An Architect job's messages as one line."""
     messages = state.get("messages") if isinstance(state.get("messages"), list) else []
@@ -2974,6 +2982,12 @@ class PlanItem:
         return f"{self.kind.key[:-1] if self.kind.key.endswith('s') else self.kind.key} {self.source.get('name')!r}"
 
 
+MANIFEST_ENTRY_FIELDS = (  # (field, types, required)
+    ("name", (str,), True), ("targetId", (str, type(None)), True), ("state", (str,), True),
+    ("type", (str, type(None)), False), ("sourceId", (str, type(None)), False),
+)
+
+
 def manifest_problem(data):
     """What is wrong with a manifest's shape, or None."""
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
@@ -2991,9 +3005,8 @@ def manifest_problem(data):
         kind = entry.get("kind")
         if not isinstance(kind, str) or kind not in KINDS_BY_KEY or not KINDS_BY_KEY[kind].creatable:
             return f"entry {index} has the kind {kind!r}"
-        for name, types in (("name", (str,)), ("targetId", (str, type(None))), ("state", (str,)),
-                            ("type", (str, type(None))), ("sourceId", (str, type(None)))):
-            if (name in entry or name in ("name", "targetId", "state")) and not isinstance(entry.get(name), types):
+        for name, types, required in MANIFEST_ENTRY_FIELDS:
+            if (required or name in entry) and not isinstance(entry.get(name), types):
                 return f"entry {index} has a {name} of the wrong type"
     return None
 
@@ -3309,15 +3322,11 @@ class CloneRun:
     def _export_flows(self, batch):
         """Registers an export job for a batch of flows and waits for it; a transient Failure (the platform
         fails jobs of flows that exist under load, 'exit code 107') registers it again after a pause."""
-        body = {"flows": [{"flow": {"id": item.source["id"], **(
-            {"version": str(item.source["publishedVersion"]["id"])}
-            if isinstance(item.source.get("publishedVersion"), dict) and item.source["publishedVersion"].get("id")
-            else {})}, "fileName": item.source.get("name") or item.source["id"], "exportType": "Yaml"}
-            for item in batch]}
+        body = {"flows": [flow_export_entry(item.source) for item in batch]}
         backoff = Backoff(self.poll.initial, 30.0, factor=2.0)
         for attempt in range(FLOW_EXPORT_RETRIES + 1):
-            job = self.source.post(FLOW_EXPORT_JOBS, body) or {}
-            if not isinstance(job, dict) or not isinstance(job.get("id"), str):
+            job = self.source.post(FLOW_EXPORT_JOBS, body)
+            if not answer_id(job):
                 raise MigrateError("the source org registered a flow export job but answered no id. Run clone again.")
             done = self._flow_job_state(self.source, f"{FLOW_EXPORT_JOBS}/{job['id']}?expand=messages",
                                         f"flow export job {job['id']} in the source")
@@ -3820,7 +3829,7 @@ def parse_kinds(text, create_divisions):
 def organization(client):
     """GET /organizations/me, checked: every binding of a state or manifest rests on its id."""
     org = client.organization()
-    if not isinstance(org, dict) or not isinstance(org.get("id"), str) or not org["id"]:
+    if not answer_id(org):
         raise MigrateError(f"the {client.label} org answered GET /api/v2/organizations/me without an id. "
                            f"Check the region and the credentials, then run again.")
     return org
