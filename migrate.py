@@ -138,7 +138,7 @@ RECORD_FIELDS = frozenset(IMPORT_STRIPPED_FIELDS) | {
 # Mapping file: one table per kind of object, source id -> target id.
 MAPPING_KINDS = (
     "divisions", "skills", "languages", "wrapupCodes", "schedules", "scheduleGroups",
-    "queues", "flows", "users", "trunkBaseSettings",
+    "queues", "flows", "users", "trunkBaseSettings", "prompts", "dataTables", "ivrs", "emergencyGroups",
 )
 MAPPING_EXTRA_KEYS = ("fallbacks", "timeZones")
 
@@ -1300,10 +1300,11 @@ class ApiClient:
     def post(self, path, body=None, **kwargs):
         return self.request("POST", path, body=body, **kwargs)
 
-    def paginate(self, path, page_size, params=None):
+    def paginate(self, path, page_size, params=None, identity="id"):
         """Yields every entity of a paged list (contract section 4), each once.  A page of entities all
         seen before (a list going round in circles) or entities that are not objects with an id are an
-        error, not an endless loop; an entity that moved to a later page while we read is yielded once."""
+        error, not an endless loop; an entity that moved to a later page while we read is yielded once.
+        `identity` names the field that tells entities apart (a data table row's is its key)."""
         page, seen = 1, set()
         while True:
             answer = self.get(path, params={**(params or {}), "pageSize": page_size, "pageNumber": page}) or {}
@@ -1311,16 +1312,16 @@ class ApiClient:
             if entities is None:
                 entities = []
             page_count = answer.get("pageCount") if isinstance(answer, dict) else 0
-            if not isinstance(entities, list) or not all(isinstance(item, dict) and isinstance(item.get("id"), str)
-                                                         and item["id"] for item in entities) \
+            if not isinstance(entities, list) or not all(isinstance(item, dict) and isinstance(item.get(identity), str)
+                                                         and item[identity] for item in entities) \
                     or not isinstance(page_count, (int, type(None))) or isinstance(page_count, bool):
                 raise MigrateError(f"{self.label} org: GET {path} page {page} is not a list of objects with ids. "
                                    f"Run again later; if it persists, report the answer to Genesys support.")
-            fresh = [item for item in entities if item["id"] not in seen]
+            fresh = [item for item in entities if item[identity] not in seen]
             if entities and not fresh:
                 raise MigrateError(f"{self.label} org: GET {path} answered page {page} with entities of earlier "
                                    f"pages only. Run again later; if it persists, report it to Genesys support.")
-            seen.update(item["id"] for item in fresh)
+            seen.update(item[identity] for item in fresh)
             yield from fresh
             if page >= (page_count or 0) or not entities:
                 return
@@ -1377,7 +1378,7 @@ class Backoff:
         return delay * random.uniform(1 - self.jitter, 1 + self.jitter)
 
 
-def poll_job(client, path, *, finished, first_delay, then_delay, cap, deadline, describe):
+def poll_job(client, path, *, finished, first_delay, then_delay, cap, deadline, describe, lane="status"):
     """Reads a job until `finished(job)`: one look near the expected end, then capped backoff.
 
     Returns the final job, how many reads it took, and when a read last saw it
@@ -1388,7 +1389,7 @@ def poll_job(client, path, *, finished, first_delay, then_delay, cap, deadline, 
     backoff = Backoff(then_delay, cap)
     polls, last_pending = 0, None
     while True:
-        job = client.get(path, lane="status") or {}
+        job = client.get(path, lane=lane) or {}
         if not isinstance(job, dict):
             raise MigrateError(f"{describe}: the org answered its status with something that is not an object. "
                                f"Run the same command again later: it resumes the same job.")
@@ -2736,7 +2737,6 @@ class ImportRun:
 # Clone: configuration from the source org to the target org
 # ---------------------------------------------------------------------------
 
-UUID_IN_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 CREATE_READ_ONLY_FIELDS = ("id", "selfUri", "version", "state", "dateCreated", "dateModified", "createdBy",
                            "modifiedBy", "memberCount", "userMemberCount", "joinedMemberCount")
 TRUNK_CREDENTIAL_PROPERTIES = ("trunk_sip_authentication_credentials_realm",
@@ -2748,6 +2748,7 @@ FLOW_EXPORT_BATCH = 20
 FLOW_EXPORT_RETRIES = 3  # a Failure "... exit code 107" for a flow that exists is the platform under load
 FLOW_EXPORT_TRANSIENT = "exit code 107"
 FLOW_JOB_DONE = ("Success", "Failure")
+CONSUMED_RESOURCES = "/api/v2/architect/dependencytracking/consumedresources"
 # Archy's top-level key of a flow document -> the flow's type (real exports spell `inqueueCall`).
 ARCHY_FLOW_TYPES = {
     "inboundcall": "INBOUNDCALL", "inqueuecall": "INQUEUECALL", "inboundemail": "INBOUNDEMAIL",
@@ -2757,6 +2758,32 @@ ARCHY_FLOW_TYPES = {
 }
 MANIFEST_FLUSH_S = 0.25
 TIMED_WRAPUP_PROMPTS = ("AGENT_REQUESTED", "MANDATORY_TIMEOUT", "MANDATORY_FORCED_TIMEOUT")
+
+
+class KindHooks:
+    """What a kind needs beyond its row, the way datadog-sync-cli pairs a resource with its hooks.
+    The base changes nothing; each method is called for every planned object of its kind."""
+
+    syncs = False  # whether sync copies anything: an object an earlier run created is then synced again
+
+    def shape(self, run, item, body):
+        """The settings as the API takes them for this object (a rule a field list cannot say)."""
+        return body
+
+    def sync(self, run, item):
+        """Copies what the object holds besides its settings, once it exists in the target; adds what
+        is missing, and corrects what differs, so a re-run after a kill finishes the job."""
+
+    def verify(self, run, item):
+        """Mismatches in what sync copied."""
+        return []
+
+    def notes(self, run, item):
+        """(topic, text, needs attention) lines for the summary: work left for a person."""
+        return []
+
+
+NO_HOOKS = KindHooks()
 
 
 @dataclass(frozen=True)
@@ -2774,7 +2801,7 @@ class ObjectKind:
     level: int
     delete_rank: int
     fields: tuple  # settings copied to the target
-    match: str = "name"  # name | name+type | email
+    match: str = "name"  # name | name+type | category+name | email | "" (read, never matched)
     division_field: str = "division"  # division ({"id"}), divisionId (a string), or "" (none)
     version: str = ""  # "int": PUT must carry the current version
     updatable: bool = True
@@ -2785,42 +2812,264 @@ class ObjectKind:
     members: str = ""  # sub-resource listing objects of another kind, e.g. a queue's wrap-up codes
     members_kind: str = ""
     defaults: tuple = ()  # (field, value): what the API requires even where the source has nothing
-    shape: object = None  # hook: the body as the API accepts it (a rule a field list cannot say)
+    dependency: str = ""  # its type in Architect's dependency tracking (a flow's: its type + "FLOW")
+    name_chars: str = ""  # the characters its names may hold, where the API restricts them (a regex class)
+    delete_params: tuple = ()  # what DELETE needs to remove the object with what it holds
+    archy_content: bool = False  # its content moves by Architect export and import jobs (flows)
+    org_own: tuple = ()  # (field, value): the one object of its kind every org has (the home division)
+    hooks: KindHooks = NO_HOOKS  # what a row cannot say: sub-resources, bodies, notes
 
 
-def acw_settings_the_api_takes(body):
-    """A queue's acwSettings.timeoutMs goes only with a wrap-up prompt that times out (SDK 269's
-    AcwSettings); the platform refuses it with any other, though it may answer one."""
-    acw = body.get("acwSettings")
-    if isinstance(acw, dict) and "timeoutMs" in acw and acw.get("wrapupPrompt") not in TIMED_WRAPUP_PROMPTS:
-        body["acwSettings"] = {name: value for name, value in acw.items() if name != "timeoutMs"}
-    return body
+class QueueSettings(KindHooks):
+    def shape(self, run, item, body):
+        """acwSettings.timeoutMs goes only with a wrap-up prompt that times out (SDK 269's AcwSettings);
+        the platform refuses it with any other, though it may answer one."""
+        acw = body.get("acwSettings")
+        if isinstance(acw, dict) and "timeoutMs" in acw and acw.get("wrapupPrompt") not in TIMED_WRAPUP_PROMPTS:
+            body["acwSettings"] = {name: value for name, value in acw.items() if name != "timeoutMs"}
+        return body
 
+
+class TrunkCredentials(KindHooks):
+    def notes(self, run, item):
+        if item.action in ("create", "ours") and set(item.kind.drop_properties) & set(item.source.get("properties") or {}):
+            return [(NOTE_TRUNK_CREDENTIALS, item.target_name, False)]
+        return []
+
+
+class FlowShells(KindHooks):
+    def notes(self, run, item):
+        if item.action in ("create", "ours") and not published_version(item.source):
+            return [(NOTE_UNPUBLISHED_FLOWS, item.target_name, False)]
+        return []
+
+
+class PromptResources(KindHooks):
+    """A prompt's language resources: TTS text, and audio moved through pre-signed URLs."""
+
+    syncs = True
+
+    def sync(self, run, item):
+        source_path = f"{item.kind.path}/{item.source['id']}/resources"
+        path = f"{item.kind.path}/{item.target_id}/resources"
+        wanted = list(run.source.paginate(source_path, 100))
+        present = {} if item.action == "create" else {
+            resource.get("language"): resource for resource in run.target.paginate(path, 100)}
+        item.copied = {}
+        for resource in wanted:
+            language = resource.get("language")
+            if not isinstance(language, str) or not language:
+                raise MigrateError(f"the source's prompt {item.source.get('name')!r} has a resource without a language.")
+            texts = {name: resource[name] for name in PROMPT_TEXT_FIELDS if resource.get(name) is not None}
+            audio = download_bytes(resource["mediaUri"], f"the audio of prompt {item.source.get('name')!r} "
+                                   f"({language})") if resource.get("mediaUri") else None
+            item.copied[language] = (texts, hashlib.sha256(audio).hexdigest() if audio is not None else None)
+            current = present.get(language)
+            resource_path = f"{path}/{urllib.parse.quote(language, safe='')}"
+            if current is None:
+                run.target.post(path, {"language": language, **texts})
+                run.wrote()
+            elif any(current.get(name) != value for name, value in texts.items()):
+                run.target.request("PUT", resource_path, body={"language": language, **texts})
+                run.wrote()
+            if audio is not None and not (current and current.get("mediaUri")
+                                          and download_bytes(current["mediaUri"], "the target's audio") == audio):
+                self._upload(run, resource_path, audio, f"prompt {item.target_name!r} ({language})")
+
+    @staticmethod
+    def _upload(run, resource_path, audio, describe):
+        grant = run.target.post(f"{resource_path}/uploads") or {}
+        if not isinstance(grant.get("url"), str):
+            raise MigrateError(f"the target gave no upload URL for the audio of {describe}. Run clone again.")
+        answer = PresignedTransfer().put(grant["url"], audio, grant.get("headers") or {})
+        if answer.status_code >= 300:
+            raise MigrateError(f"upload of the audio of {describe} answered {answer.status_code}. Run clone again.")
+        run.wrote()
+        state, _, _ = poll_job(run.target, resource_path, lane="api",
+                               finished=lambda state: state.get("uploadStatus") in ("transcoded", "transcodeFailed"),
+                               first_delay=PROMPT_TRANSCODE_FIRST_LOOK_S, then_delay=PROMPT_TRANSCODE_FIRST_LOOK_S,
+                               cap=run.poll.cap, deadline=time.monotonic() + run.poll.deadline_s,
+                               describe=f"transcoding of the audio of {describe}")
+        if state.get("uploadStatus") != "transcoded":
+            raise MigrateError(f"the target could not transcode the audio of {describe}; the source's file may "
+                               f"not be WAV. Replace it in the source and run clone again.")
+
+    def verify(self, run, item):
+        if item.copied is None:
+            return []
+        path = f"{item.kind.path}/{item.target_id}/resources"
+        present = {resource.get("language"): resource for resource in run.target.paginate(path, 100)}
+        problems = []
+        for language, (texts, audio_hash) in item.copied.items():
+            current = present.get(language)
+            if current is None:
+                problems.append(f"resource {language} missing")
+                continue
+            problems += [f"resource {language} {name} differs" for name, value in texts.items()
+                         if current.get(name) != value]
+            if audio_hash and not (current.get("mediaUri") and hashlib.sha256(
+                    download_bytes(current["mediaUri"], "the target's audio")).hexdigest() == audio_hash):
+                problems.append(f"resource {language} audio differs")
+        return problems
+
+
+class TableRows(KindHooks):
+    """A data table's rows: each one request, in parallel under the governor."""
+
+    syncs = True
+
+    def shape(self, run, item, body):
+        """An update adds the source's columns the target's table lacks and never drops one."""
+        current = (item.target or {}).get("schema")
+        if item.action == "update" and isinstance(current, dict) and isinstance(body.get("schema"), dict):
+            columns = dict(current.get("properties") or {})
+            for name, column in (body["schema"].get("properties") or {}).items():
+                columns.setdefault(name, column)
+            body["schema"] = {**current, "properties": columns}
+        return body
+
+    def sync(self, run, item):
+        rows_path = f"{item.kind.path}/{item.target_id}/rows"
+        rows = list(run.source.paginate(f"{item.kind.path}/{item.source['id']}/rows", TABLE_ROWS_PAGE,
+                                        {"showbrief": "false"}, identity="key"))
+        present = {} if item.action == "create" else {
+            row["key"]: row for row in run.target.paginate(rows_path, TABLE_ROWS_PAGE, {"showbrief": "false"},
+                                                            identity="key")}
+        item.copied = rows
+        changes = [(row, present.get(row["key"])) for row in rows
+                   if row["key"] not in present or any(present[row["key"]].get(name) != value
+                                                       for name, value in row.items())]
+
+        def write(row, current):
+            if current is None:
+                retried = []
+                try:
+                    run.target.request("POST", rows_path, body=row, on_retry=retried.append)
+                except ApiError as exc:
+                    if not (exc.status == 409 and retried):  # our own earlier attempt landed
+                        raise
+            else:
+                run.target.request("PUT", f"{rows_path}/{urllib.parse.quote(row['key'], safe='')}", body={**current, **row})
+            run.wrote()
+
+        run.in_parallel(write, changes, f"table {item.target_name!r}")
+
+    def verify(self, run, item):
+        if item.copied is None:
+            return []
+        present = {row["key"]: row for row in run.target.paginate(
+            f"{item.kind.path}/{item.target_id}/rows", TABLE_ROWS_PAGE, {"showbrief": "false"}, identity="key")}
+        return [f"row {row['key']!r} " + ("missing" if row["key"] not in present else "differs")
+                for row in item.copied if row["key"] not in present
+                or any(present[row["key"]].get(name) != value for name, value in row.items())]
+
+
+class IvrNumbers(KindHooks):
+    """An IVR's numbers: only those inside the target's DID pools can be configured before porting."""
+
+    def numbers(self, run, item):
+        """(copyable, awaiting porting, {number: target IVR holding it}) of the source's numbers."""
+        pools = [(pool.get("startPhoneNumber"), pool.get("endPhoneNumber")) for pool in run.target_objects["didPools"]]
+        held = {number: ivr.get("name") for ivr in run.target_objects["ivrs"] if ivr.get("id") != item.target_id
+                for number in ivr.get("dnis") or []}
+        copyable, porting, elsewhere = [], [], {}
+        for number in item.source.get("dnis") or []:
+            if not any(number_in_pool(number, start, end) for start, end in pools):
+                porting.append(number)
+            elif number in held:
+                elsewhere[number] = held[number]
+            else:
+                copyable.append(number)
+        return copyable, porting, elsewhere
+
+    def shape(self, run, item, body):
+        copyable, _, _ = self.numbers(run, item)
+        if item.action == "update":
+            current = list((item.target or {}).get("dnis") or [])
+            copyable = current + [number for number in copyable if number not in current]
+        body["dnis"] = copyable
+        return body
+
+    def notes(self, run, item):
+        if item.action not in ("create", "ours", "update"):
+            return []
+        _, porting, elsewhere = self.numbers(run, item)
+        return ([(NOTE_AWAITING_PORTING, f"{number} ({item.target_name})", False) for number in porting]
+                + [(NOTE_NUMBER_HELD, f"{number} ({item.target_name}; held by IVR {holder!r})", True)
+                   for number, holder in elsewhere.items()])
+
+
+class EmergencySwitch(KindHooks):
+    """An emergency group is copied switched off: enabled, it would send the target's calls to emergency
+    routing as soon as its IVRs get numbers.  An update leaves the target's switch as it is."""
+
+    def shape(self, run, item, body):
+        if item.action == "update":
+            body.pop("enabled", None)
+        else:
+            body["enabled"] = False
+        return body
+
+    def notes(self, run, item):
+        if item.action in ("create", "ours", "update") and item.source.get("enabled") is True:
+            return [(NOTE_ENABLE_AT_CUTOVER, item.target_name, False)]
+        return []
+
+
+NOTE_TRUNK_CREDENTIALS = "Trunks awaiting SIP credentials, to be entered by hand in the target"
+NOTE_UNPUBLISHED_FLOWS = "Flows not published in the source, created as unpublished shells"
+NOTE_AWAITING_PORTING = "IVR numbers awaiting porting (outside the target's DID pools)"
+NOTE_NUMBER_HELD = "IVR numbers left off because another IVR of the target holds them"
+NOTE_ENABLE_AT_CUTOVER = "Emergency groups created disabled: enable by hand at cutover"
+NOTE_MISSING_ACTIONS = "Data actions the target lacks (create the integration and action by hand)"
+PROMPT_TEXT_FIELDS = ("ttsString", "text")
+PROMPT_TRANSCODE_FIRST_LOOK_S = 0.2
+TABLE_ROWS_PAGE = 500
 
 CLONE_KINDS = (
     ObjectKind("divisions", "/api/v2/authorization/divisions", 100, 0, 9, ("name", "description"), division_field="",
-               defaults=(("description", ""),)),
-    ObjectKind("skills", "/api/v2/routing/skills", 500, 1, 5, ("name",), division_field="divisionId", updatable=False),
-    ObjectKind("languages", "/api/v2/routing/languages", 100, 1, 5, ("name",), division_field="", updatable=False),
-    ObjectKind("wrapupCodes", "/api/v2/routing/wrapupcodes", 100, 1, 5, ("name", "description")),
-    ObjectKind("schedules", "/api/v2/architect/schedules", 100, 1, 4,
+               defaults=(("description", ""),), org_own=("homeDivision", True)),
+    ObjectKind("skills", "/api/v2/routing/skills", 500, 1, 8, ("name",), division_field="divisionId", updatable=False,
+               dependency="ACDSKILL"),
+    ObjectKind("languages", "/api/v2/routing/languages", 100, 1, 8, ("name",), division_field="", updatable=False,
+               dependency="ACDLANGUAGE"),
+    ObjectKind("wrapupCodes", "/api/v2/routing/wrapupcodes", 100, 1, 8, ("name", "description"),
+               dependency="ACDWRAPUPCODE"),
+    ObjectKind("schedules", "/api/v2/architect/schedules", 100, 1, 7,
                ("name", "description", "start", "end", "rrule"), version="int"),
-    ObjectKind("trunkBaseSettings", "/api/v2/telephony/providers/edges/trunkbasesettings", 100, 1, 5,
+    ObjectKind("trunkBaseSettings", "/api/v2/telephony/providers/edges/trunkbasesettings", 100, 1, 8,
                ("name", "description", "trunkType", "trunkMetabase", "properties"), version="int",
                list_params=(("expand", "properties"),), skip_when=("managed", True),
-               drop_properties=TRUNK_CREDENTIAL_PROPERTIES),
+               drop_properties=TRUNK_CREDENTIAL_PROPERTIES, hooks=TrunkCredentials()),
     ObjectKind("flows", "/api/v2/flows", 500, 1, 0, ("name", "description", "type"), match="name+type",
-               updatable=False),
-    ObjectKind("scheduleGroups", "/api/v2/architect/schedulegroups", 100, 2, 3,
+               updatable=False, dependency="FLOW", archy_content=True, hooks=FlowShells()),
+    ObjectKind("prompts", "/api/v2/architect/prompts", 100, 1, 6, ("name", "description"), division_field="",
+               dependency="USERPROMPT", name_chars="A-Za-z0-9_", delete_params=(("allResources", "true"),),
+               hooks=PromptResources()),
+    ObjectKind("dataTables", "/api/v2/flows/datatables", 100, 1, 5, ("name", "description", "schema"),
+               list_params=(("expand", "schema"),), dependency="DATATABLE", delete_params=(("force", "true"),),
+               hooks=TableRows()),
+    ObjectKind("scheduleGroups", "/api/v2/architect/schedulegroups", 100, 2, 4,
                ("name", "description", "timeZone", "openSchedules", "closedSchedules", "holidaySchedules"),
-               version="int"),
-    ObjectKind("queues", "/api/v2/routing/queues", 500, 2, 1,
+               version="int", dependency="SCHEDULEGROUP"),
+    ObjectKind("queues", "/api/v2/routing/queues", 500, 2, 3,
                ("name", "description", "mediaSettings", "routingRules", "acwSettings", "skillEvaluationMethod",
-                "bullseye", "queueFlow", "emailInQueueFlow", "messageInQueueFlow"),
-               members="wrapupcodes", members_kind="wrapupCodes", shape=acw_settings_the_api_takes),
+                "bullseye", "queueFlow", "emailInQueueFlow", "messageInQueueFlow", "whisperPrompt", "onHoldPrompt"),
+               members="wrapupcodes", members_kind="wrapupCodes", dependency="QUEUE", hooks=QueueSettings()),
+    ObjectKind("ivrs", "/api/v2/architect/ivrs", 100, 3, 2,
+               ("name", "description", "dnis", "openHoursFlow", "closedHoursFlow", "holidayHoursFlow",
+                "scheduleGroup"), version="int", hooks=IvrNumbers()),
+    ObjectKind("emergencyGroups", "/api/v2/architect/emergencygroups", 100, 4, 1,
+               ("name", "description", "enabled", "emergencyCallFlows"), version="int", dependency="EMERGENCYGROUP",
+               hooks=EmergencySwitch()),
     ObjectKind("users", "/api/v2/users", 500, -1, -1, (), match="email", creatable=False, updatable=False),
+    ObjectKind("dataActions", "/api/v2/integrations/actions", 100, -1, -1, (), match="category+name",
+               creatable=False, updatable=False, dependency="DATAACTION"),
+    ObjectKind("didPools", "/api/v2/telephony/providers/edges/didpools", 100, -1, -1, (), match="",
+               creatable=False, updatable=False),
 )
 KINDS_BY_KEY = {kind.key: kind for kind in CLONE_KINDS}
+KINDS_BY_DEPENDENCY = {kind.dependency: kind for kind in CLONE_KINDS if kind.dependency}
 CLONABLE_KINDS = tuple(kind.key for kind in CLONE_KINDS if kind.creatable)
 FLOW_CONTENT_LEVEL = 1 + max(kind.level for kind in CLONE_KINDS)
 
@@ -2830,45 +3079,329 @@ def match_key(kind, obj):
         return (obj.get("email") or "").strip().lower() or None
     if kind.match == "name+type":
         return obj.get("name"), (obj.get("type") or "").upper()
+    if kind.match == "category+name":
+        return obj.get("category"), obj.get("name")
     return obj.get("name")
 
 
-def yaml_scalar_text(value):
-    """A YAML scalar as written in a flow document (plain, '...' or "...") as the text it stands for."""
-    value = value.strip()
-    if value.startswith("'") and value.endswith("'") and len(value) >= 2:
-        return value[1:-1].replace("''", "'")
-    if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-        with contextlib.suppress(ValueError):
-            return json.loads(value)
-    return re.sub(r"\s+#.*$", "", value)
+def prefixed_name(kind, prefix, name):
+    """The name of a prefixed copy; where the kind's names allow only some characters (a prompt's are
+    letters, digits and _), the prefix's others become _ (a prompt's name must also start with a letter,
+    as the source's already does)."""
+    if kind.name_chars:
+        prefix = re.sub(f"[^{kind.name_chars}]", "_", prefix)
+    return prefix + name
+
+
+def dependency_kind(dependency_type):
+    """The kind a consumed resource's type names (every flow type + FLOW is a flow), or None."""
+    return KINDS_BY_DEPENDENCY.get("FLOW" if dependency_type.endswith("FLOW") else dependency_type)
+
+
+def dependency_flow_type(dependency_type):
+    """The flow type a dependency type names: INBOUNDCALLFLOW is an INBOUNDCALL flow; WORKFLOW stays."""
+    return dependency_type if dependency_type == "WORKFLOW" else dependency_type[:-len("FLOW")]
+
+
+def published_version(obj):
+    """The id of a flow's published version, or None for a flow never published."""
+    published = obj.get("publishedVersion")
+    return str(published["id"]) if isinstance(published, dict) and published.get("id") else None
+
+
+def number_in_pool(number, start, end):
+    """Whether an E.164 number lies in a DID pool's range (inclusive; numbers of one length compare as
+    integers)."""
+    digits = [re.sub(r"\D", "", value) if isinstance(value, str) else "" for value in (number, start, end)]
+    if not all(digits) or len({len(value) for value in digits}) != 1:
+        return False
+    return int(digits[1]) <= int(digits[0]) <= int(digits[2])
+
+
+def download_bytes(url, describe):
+    """The bytes a pre-signed URL serves (never with our token)."""
+    response = PresignedTransfer().get(url)
+    if response.status_code != 200:
+        raise MigrateError(f"download of {describe} answered {response.status_code}. Run clone again.")
+    return response.content
+
+
+# How Archy YAML names the objects a flow uses (contract section 8): under these keys, `lit:` then
+# `name: <name>`; or `name: <name>` directly; or the name as the key of a mapping.
+ARCHY_LIT_NAMES = {"targetQueue": "queues", "queue": "queues", "skills": "skills", "languageSkill": "languages",
+                   "defaultLanguageSkill": "languages", "scheduleGroup": "scheduleGroups",
+                   "emergencyGroup": "emergencyGroups", "wrapupCode": "wrapupCodes"}
+ARCHY_PLAIN_NAMES = {"targetFlow": "flows"}
+ARCHY_KEY_NAMES = {"commonModule": ("flows", "COMMONMODULE"), "dataTable": ("dataTables", None)}
+ARCHY_TEXT_KEYS = ("tts",)  # text to speak: what it says names nothing
+ARCHY_PROMPT = re.compile(r"(?<![\w.])Prompt\.([A-Za-z][A-Za-z0-9_]*)")
+YAML_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f", "r": "\r",
+                "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85", "_": "\xa0", "L": "\u2028",
+                "P": "\u2029"}
+YAML_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
+YAML_LINE_BREAKS = "\n\r\x85\u2028\u2029"
+
+
+def yaml_printable(char):
+    """Whether a single-quoted YAML scalar can hold the character as itself (YAML 1.1's printable set,
+    less the line breaks a single-quoted scalar would fold)."""
+    code = ord(char)
+    return char not in YAML_LINE_BREAKS and (code == 9 or 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF
+                                             or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF)
+
+
+def yaml_quoted(name):
+    """A name as a quoted YAML scalar: single-quoted, or double-quoted with escapes where it holds
+    characters a single-quoted scalar cannot carry (a line break, a control character)."""
+    if all(yaml_printable(char) for char in name):
+        return "'" + name.replace("'", "''") + "'"
+    escaped = []
+    for char in name:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif yaml_printable(char):
+            escaped.append(char)
+        else:
+            code = ord(char)
+            escaped.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return '"' + "".join(escaped) + '"'
+
+
+def yaml_scalar_end(line, start):
+    """Where the scalar starting at `start` ends: a quoted one at its closing quote (None when it goes
+    on to the next line), a plain one before a comment or the end of the line."""
+    quote = line[start:start + 1]
+    if quote == "'":
+        at = start + 1
+        while True:
+            at = line.find("'", at)
+            if at < 0:
+                return None
+            if line[at + 1:at + 2] != "'":
+                return at + 1
+            at += 2
+    if quote == '"':
+        at = start + 1
+        while at < len(line):
+            if line[at] == "\\":
+                at += 2
+            elif line[at] == '"':
+                return at + 1
+            else:
+                at += 1
+        return None
+    return re.compile(r"[ \t]+#|[ \t]*$").search(line, start).start()
+
+
+def yaml_scalar_value(token):
+    """The string a scalar token stands for ('...', "..." or plain)."""
+    if token.startswith("'"):
+        return token[1:-1].replace("''", "'")
+    if token.startswith('"'):
+        def unescape(match):
+            code = match.group(1)
+            return chr(int(code[1:], 16)) if code[0] in "xuU" and len(code) > 1 else YAML_ESCAPES.get(code, code)
+        return YAML_ESCAPE.sub(unescape, token[1:-1])
+    return token
+
+
+@dataclass
+class YamlLine:
+    """One entry of a flow document as the name scanner sees it: a key (and the span of its token), the
+    key's ancestors, and its scalar value: the text it stands for and the (line, column) span it takes,
+    which may run over several lines."""
+
+    index: int
+    column: int
+    ancestors: tuple
+    key: str = None
+    key_span: tuple = None
+    value: str = None
+    value_start: tuple = None  # (line index, column)
+    value_end: tuple = None  # (line index, column)
+
+
+def yaml_folded(pieces):
+    """A multi-line flow scalar's text: each line break between two lines of text becomes a space, each
+    empty line a line break (YAML's line folding)."""
+    text, pending_breaks = pieces[0].rstrip(" \t"), 0
+    for piece in pieces[1:]:
+        piece = piece.strip(" \t")
+        if not piece:
+            pending_breaks += 1
+            continue
+        text += ("\n" * pending_breaks if pending_breaks else " ") + piece
+        pending_breaks = 0
+    return text
+
+
+def scan_flow_lines(lines):
+    """The entries of a block-style YAML document, each with its ancestors' keys.  A scalar may run over
+    several lines (a plain one continues on deeper lines; a quoted one to its closing quote); block
+    scalars (`|`, `>`) are passed over as text."""
+    stack, scanned, index = [], [], 0
+    while index < len(lines):
+        line = lines[index]
+        content = line.lstrip(" ")
+        indent = len(line) - len(content)
+        if not content.strip() or content.startswith("#") or (indent == 0 and content.startswith(("---", "..."))):
+            index += 1
+            continue
+        dashes = re.match(r"(?:-[ \t]+)*", content).end()
+        column = indent + dashes
+        rest = line[column:]
+        while stack and (stack[-1][0] >= column if not dashes else stack[-1][0] > indent):
+            stack.pop()
+        key, value_column = None, column
+        if rest[:1] in ("'", '"'):
+            end = yaml_scalar_end(line, column)
+            after = re.match(r"[ \t]*:(?=[ \t]|$)", line[end:]) if end is not None else None
+            if after:
+                key, key_end = yaml_scalar_value(line[column:end]), end
+                value_column = end + after.end()
+        elif rest[:1] not in ("{", "[", "#", "|", ">", "&", "*", "!", "%", "@", "`"):
+            found = re.compile(r":(?=[ \t]|$)").search(line, column)
+            if found and not re.search(r"[ \t]#", line[column:found.start()]):
+                key = line[column:found.start()].rstrip()
+                key_end = column + len(key)
+                value_column = found.end()
+        entry = YamlLine(index, column, tuple(name for _, name in stack))
+        if key is not None:
+            entry.key, entry.key_span = key, (column, key_end)
+            value_column = len(line) - len(line[value_column:].lstrip(" \t"))
+            value_column += re.match(r"(?:[&!]\S*[ \t]+)*", line[value_column:]).end()  # an anchor or a tag
+        head = line[value_column:value_column + 1]
+        index += 1
+        if head in ("|", ">"):
+            while index < len(lines) and (not lines[index].strip()
+                                          or len(lines[index]) - len(lines[index].lstrip(" ")) > indent):
+                index += 1
+        elif head and head != "#":
+            index = read_flow_scalar(lines, entry, value_column, indent)
+        scanned.append(entry)
+        if key is not None and entry.value is None and head not in ("|", ">"):
+            stack.append((column, key))
+    return scanned
+
+
+def read_flow_scalar(lines, entry, start, parent_indent):
+    """Reads the scalar that starts at (entry.index, start) into entry, over as many lines as it takes;
+    answers the index of the line after it."""
+    line = lines[entry.index]
+    quote = line[start] if line[start] in "'\"" else ""
+    end = yaml_scalar_end(line, start)
+    pieces, index = [line[start:end if end is not None else len(line)]], entry.index + 1
+    if quote and end is None:
+        while index < len(lines):
+            end = yaml_scalar_end(quote + lines[index], 0)
+            index += 1
+            if end is not None:
+                pieces.append(lines[index - 1][:end - 1])
+                break
+            pieces.append(lines[index - 1])
+        else:
+            end = len(lines[-1]) + 1
+        end -= 1
+    elif not quote:
+        while index < len(lines):
+            ahead = next((later for later in lines[index:] if later.strip()), "")
+            if len(ahead) - len(ahead.lstrip(" ")) <= parent_indent or ahead.lstrip().startswith("#"):
+                break
+            following = lines[index]
+            piece_end = yaml_scalar_end(following, len(following) - len(following.lstrip(" ")))
+            pieces.append(following[:piece_end])
+            index += 1
+            if piece_end < len(following.rstrip()):  # a comment ends a plain scalar
+                break
+        end = len(pieces[-1]) if len(pieces) > 1 else end
+    last = entry.index + len(pieces) - 1
+    entry.value_start, entry.value_end = (entry.index, start), (last, end)
+    if len(pieces) == 1:
+        entry.value = yaml_scalar_value(pieces[0])
+    elif quote == "'":
+        entry.value = yaml_folded([pieces[0][1:]] + pieces[1:-1] + [pieces[-1][:-1]]).replace("''", "'")
+    elif quote == '"':
+        entry.value = yaml_scalar_value('"' + yaml_folded([pieces[0][1:]] + pieces[1:-1] + [pieces[-1][:-1]]) + '"')
+    else:
+        entry.value = yaml_folded(pieces)
+    return last + 1
+
+
+def flow_name_slots(document):
+    """Every place a flow document names an object: (start, end, kind key, name, detail), in order, with
+    start and end as (line index, column).
+
+    The kinds and forms are contract section 8's table; detail is the flow type a flow reference means,
+    or a data action's category.  `name` at the first level (the flow's own) is reported as kind
+    "self".  System prompts (PromptSystem.x), literals and TTS text name nothing."""
+    lines = document.splitlines()
+    flow_type = None
+    slots = []
+    for entry in scan_flow_lines(lines):
+        ancestors, key, value = entry.ancestors, entry.key, entry.value
+        parent = ancestors[-1] if ancestors else None
+        value_slot = (entry.value_start, entry.value_end)
+        key_slot = ((entry.index, entry.key_span[0]), (entry.index, entry.key_span[1])) if key is not None else None
+        if not ancestors and key:
+            flow_type = ARCHY_FLOW_TYPES.get(key.lower())
+            continue
+        if len(ancestors) == 1 and key in ("name", "division") and value is not None:
+            kind = "self" if key == "name" else "divisions"
+            if not (kind == "self" and any(slot[2] == "self" for slot in slots)):
+                slots.append((*value_slot, kind, value, flow_type if kind == "self" else None))
+            continue
+        if key == "name" and value is not None and len(ancestors) >= 3 and parent == "lit" \
+                and ancestors[-2] in ARCHY_LIT_NAMES:
+            slots.append((*value_slot, ARCHY_LIT_NAMES[ancestors[-2]], value, None))
+        elif key == "name" and value is not None and parent in ARCHY_PLAIN_NAMES and len(ancestors) >= 2:
+            slots.append((*value_slot, ARCHY_PLAIN_NAMES[parent], value, flow_type))
+        elif key is not None and len(ancestors) >= 2 and parent in ARCHY_KEY_NAMES:
+            kind, detail = ARCHY_KEY_NAMES[parent]
+            slots.append((*key_slot, kind, key, detail))
+        elif key is not None and len(ancestors) >= 4 and parent == "dataAction" and ancestors[-3] == "category":
+            slots.append((*key_slot, "dataActions", key, ancestors[-2]))
+        elif value is not None and key not in ARCHY_TEXT_KEYS:
+            (first, start), (last, end) = value_slot
+            for index in range(first, last + 1):
+                line = lines[index]
+                for found in ARCHY_PROMPT.finditer(line, start if index == first else 0, end if index == last else len(line)):
+                    slots.append(((index, found.start(1)), (index, found.end(1)), "prompts", found.group(1), None))
+    return slots
 
 
 def flow_document_identity(text):
-    """(flow type, flow name) of an Archy document, read from its content: the top-level type key, then
-    the first `name:` one level under it.  The file names inside an export zip are not documented."""
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        top = re.fullmatch(r"([A-Za-z]+):\s*", line)
-        if top:
+    """(flow type, flow name) of an Archy document, read from its content: the top-level type key and
+    the `name:` one level under it.  The file names inside an export zip are not documented."""
+    for entry in scan_flow_lines(text.splitlines()):
+        if not entry.ancestors:
+            flow_type = ARCHY_FLOW_TYPES.get((entry.key or "").lower())
             break
-        if line.strip() and not line.lstrip().startswith(("#", "---")):
-            return None
     else:
         return None
-    flow_type = ARCHY_FLOW_TYPES.get(top.group(1).lower())
-    level = None
-    for line in lines[index + 1:]:
-        if not line.strip() or line.lstrip().startswith("#"):
+    own = next((slot for slot in flow_name_slots(text) if slot[2] == "self"), None)
+    return (flow_type, own[3]) if flow_type and own else None
+
+
+def flow_name_references(document):
+    """Every object a flow document names, in order, as (kind key, name, detail)."""
+    return [(kind, name, detail) for _, _, kind, name, detail in flow_name_slots(document) if kind != "self"]
+
+
+def rewrite_flow_names(document, rename, own_name=None):
+    """The document naming the target's objects: each name `rename(kind, name, detail)` changes is
+    replaced, quoted; the flow's own name becomes `own_name`.  Every other byte is left as it was."""
+    lines = document.splitlines(keepends=True)
+    edits = []
+    for start, end, kind, name, detail in flow_name_slots(document):
+        if kind == "dataActions":
             continue
-        indent = len(line) - len(line.lstrip(" "))
-        if indent == 0:
-            break
-        level = level or indent
-        named = re.fullmatch(r"\s+name:\s*(.+)", line)
-        if indent == level and named:
-            return flow_type, yaml_scalar_text(named.group(1))
-    return None
+        new = own_name if kind == "self" else rename(kind, name, detail)
+        if new is not None and new != name:
+            edits.append((start, end, new if kind == "prompts" else yaml_quoted(new)))
+    for (first, start), (last, end), text in sorted(edits, reverse=True):
+        lines[first] = lines[first][:start] + text + lines[last][end:]
+        lines[first + 1:last + 1] = [""] * (last - first)
+    return "".join(lines)
 
 
 def flow_export_documents(content, describe):
@@ -2935,9 +3468,8 @@ def updated_body(kind, current, copied):
 def flow_export_entry(flow):
     """A RegisterArchitectExportJob entry: the flow's published version, under its name."""
     ref = {"id": flow["id"]}
-    published = flow.get("publishedVersion")
-    if isinstance(published, dict) and published.get("id"):
-        ref["version"] = str(published["id"])
+    if published_version(flow):
+        ref["version"] = published_version(flow)
     return {"flow": ref, "fileName": flow.get("name") or flow["id"], "exportType": "Yaml"}
 
 
@@ -2976,6 +3508,8 @@ class PlanItem:
     needs_content: bool = False  # a flow whose content must be imported and published
     members_wanted: list = None  # target ids of its member list (a queue's wrap-up codes)
     members_present: set = None  # the member list as the target last answered it
+    copied: object = None  # what its hooks' sync copied (rows, resources), for verify
+    left_out: bool = False  # planned, then left out for what it needs
 
     @property
     def label(self):
@@ -3064,10 +3598,14 @@ class Manifest:
             return [entry for entry in self.entries if entry["kind"] == kind_key]
 
     def intend(self, items):
+        """Lists objects about to be created; one still `creating` from a run stopped before its POST left
+        (nothing of that name exists) keeps its entry, so no object is ever listed twice."""
         with self._mutex:
             for item in items:
-                self.entries.append({"kind": item.kind.key, "name": item.target_name, "type": item.source.get("type"),
-                                     "sourceId": item.source.get("id"), "targetId": None, "state": "creating"})
+                if self._pending_entry(item) is None:
+                    self.entries.append({"kind": item.kind.key, "name": item.target_name,
+                                         "type": item.source.get("type"), "sourceId": item.source.get("id"),
+                                         "targetId": None, "state": "creating"})
             self._write()
 
     def _pending_entry(self, item):
@@ -3129,7 +3667,11 @@ class CloneRun:
         self._background = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="source")
         self.id_map = {}
         self.plan = []
-        self.unresolved = []  # (item label, missing ids)
+        self.by_source_id = {}  # source id -> its plan item
+        self._by_name = None  # (kind key, source name) -> plan items, built once the plan is
+        self.flow_dependencies = {}  # source flow id -> what its published version consumes
+        self.unresolved = []  # (item label, reasons)
+        self.missing_actions = set()  # (category, name) of data actions the target lacks
         self.failures = []
         self.flow_content = {}
         self.verify_mismatches = []
@@ -3150,12 +3692,13 @@ class CloneRun:
             for (side, key), future in jobs.items():
                 objects = future.result()
                 for obj in objects:
-                    wrong = [name for name in ("name", "type", "email") if not isinstance(obj.get(name), (str, type(None)))]
+                    wrong = [name for name in ("name", "type", "email", "category")
+                             if not isinstance(obj.get(name), (str, type(None)))]
                     if wrong:
                         raise MigrateError(f"the {side} org listed {key} {obj['id']} with a {wrong[0]} that is not a "
                                            f"string. Run again later; if it persists, report it to Genesys support.")
                 (self.source_objects if side == "source" else self.target_objects)[key] = objects
-        counts = ", ".join(f"{len(self.source_objects[k.key])} {k.key}" for k in CLONE_KINDS)
+        counts = ", ".join(f"{len(self.source_objects[k.key])} {k.key}" for k in CLONE_KINDS if k.match)
         log.info("Extracted from the source: %s.", counts)
 
     def load_members_in_background(self):
@@ -3176,16 +3719,18 @@ class CloneRun:
         policy, prefix = self.args.on_conflict, self.args.prefix
         selected = {kind.key for kind in self.kinds}
         for kind in CLONE_KINDS:
+            if not kind.match:
+                continue
             ours = self._owned_ids(kind)
             existing = {}
             for obj in self.target_objects[kind.key]:
                 existing.setdefault(match_key(kind, obj), obj)
             for source in self.source_objects[kind.key]:
                 item = self._plan_one(kind, source, existing, ours, kind.key in selected, policy, prefix)
-                if item:
-                    self.plan.append(item)
-                    if item.target_id:
-                        self.id_map[source["id"]] = item.target_id
+                self.plan.append(item)
+                self.by_source_id[source["id"]] = item
+                if item.target_id:
+                    self.id_map[source["id"]] = item.target_id
         for item in self.plan:
             if item.action == "create":
                 self.id_map.setdefault(item.source["id"], f"(new {item.kind.key})")
@@ -3209,11 +3754,19 @@ class CloneRun:
         return owned
 
     def _plan_one(self, kind, source, existing, ours, selected, policy, prefix):
+        content = kind.archy_content and bool(published_version(source))
         seeded = self.seed_tables.get(kind.key, {}).get(source.get("id"))
         if seeded:
-            return PlanItem(kind, source, "reuse", seeded, source.get("name"), "mapped by the input mapping")
+            named = next((obj.get("name") for obj in self.target_objects[kind.key] if obj.get("id") == seeded),
+                         source.get("name"))
+            return PlanItem(kind, source, "reuse", seeded, named, "mapped by the input mapping")
         if kind.skip_when and source.get(kind.skip_when[0]) == kind.skip_when[1]:
             return PlanItem(kind, source, "skip", reason=f"{kind.skip_when[0]} objects are the platform's own")
+        if kind.org_own and source.get(kind.org_own[0]) == kind.org_own[1]:
+            own = next((obj for obj in self.target_objects[kind.key] if obj.get(kind.org_own[0]) == kind.org_own[1]),
+                       None)
+            if own:
+                return PlanItem(kind, source, "reuse", own["id"], own.get("name"), f"the org's own ({kind.org_own[0]})")
         key = match_key(kind, source)
         found = existing.get(key)
         if not kind.creatable:
@@ -3222,28 +3775,27 @@ class CloneRun:
             return PlanItem(kind, source, "skip", reason=f"no {kind.match} match in the target")
         if found and found["id"] in ours:
             return PlanItem(kind, source, "ours", found["id"], found.get("name"), "created by an earlier clone",
-                            target=found, needs_content=kind.key == "flows" and not found.get("publishedVersion"))
+                            target=found, needs_content=content and not published_version(found))
         if not selected:
             if found:
                 return PlanItem(kind, source, "reuse", found["id"], found.get("name"), "kind not selected; matched by name")
             return PlanItem(kind, source, "skip", reason="kind not selected and no object of that name in the target")
         if not found:
-            return PlanItem(kind, source, "create", target_name=source.get("name"), needs_content=kind.key == "flows")
+            return PlanItem(kind, source, "create", target_name=source.get("name"), needs_content=content)
         if policy == "reuse" or (policy == "update" and not kind.updatable):
             return PlanItem(kind, source, "reuse", found["id"], found.get("name"), "exists in the target")
         if policy == "update":
             return PlanItem(kind, source, "update", found["id"], found.get("name"), "exists; settings copied over it",
                             target=found)
         if policy == "prefix":
-            renamed = prefix + source.get("name", "")
+            renamed = prefixed_name(kind, prefix, source.get("name", ""))
             again = existing.get((renamed, key[1]) if kind.match == "name+type" else renamed)
             if again:
                 return PlanItem(kind, source, "ours" if again["id"] in ours else "reuse", again["id"], renamed,
                                 "prefixed copy exists", target=again,
-                                needs_content=kind.key == "flows" and again["id"] in ours
-                                and not again.get("publishedVersion"))
+                                needs_content=content and again["id"] in ours and not published_version(again))
             return PlanItem(kind, source, "create", target_name=renamed, reason=f"{source.get('name')!r} exists",
-                            needs_content=kind.key == "flows")
+                            needs_content=content)
         return PlanItem(kind, source, "conflict", found["id"], found.get("name"), "exists in the target")
 
     def _desired(self, item, unresolved):
@@ -3261,8 +3813,7 @@ class CloneRun:
         for name, value in kind.defaults:
             if body.get(name) is None:
                 body[name] = value
-        if kind.shape:
-            body = kind.shape(body)
+        body = kind.hooks.shape(self, item, body)
         return rewrite_uuids(body, self.id_map, unresolved)
 
     def request_body(self, item, desired):
@@ -3274,6 +3825,16 @@ class CloneRun:
     def conflicts(self):
         return [item for item in self.plan if item.action == "conflict"]
 
+    def notes(self):
+        """Work left for a person, by topic: [(text, needs attention)], in plan order."""
+        topics = {}
+        for item in self.plan:
+            for topic, text, attention in item.kind.hooks.notes(self, item):
+                topics.setdefault(topic, []).append((text, attention))
+        for category, name in sorted(self.missing_actions):
+            topics.setdefault(NOTE_MISSING_ACTIONS, []).append((f"{category} / {name}", True))
+        return topics
+
     def plan_document(self):
         levels = sorted({kind.level for kind in CLONE_KINDS if kind.creatable})
         return {
@@ -3284,7 +3845,8 @@ class CloneRun:
             "actions": [{"kind": item.kind.key, "sourceId": item.source.get("id"), "name": item.source.get("name"),
                          "action": item.action, "targetId": item.target_id, "targetName": item.target_name,
                          "reason": item.reason} for item in self.plan],
-            "unresolved": [{"object": label, "missingIds": sorted(ids)} for label, ids in self.unresolved],
+            "unresolved": [{"object": label, "reasons": reasons} for label, reasons in self.unresolved],
+            "notes": {topic: [text for text, _ in lines] for topic, lines in self.notes().items()},
             "idMap": {source_id: target_id for source_id, target_id in sorted(self.id_map.items())},
         }
 
@@ -3297,21 +3859,35 @@ class CloneRun:
 
     # --- flow content ------------------------------------------------------------------
 
+    def read_flow_dependencies(self):
+        """What each flow to publish consumes, typed, from Architect's dependency tracking of its
+        published version in the source: known before anything is written."""
+        flows = [item for item in self.plan if item.needs_content]
+
+        def consumed(item):
+            version = published_version(item.source)
+            flow_type = (item.source.get("type") or "").upper()
+            params = {"id": item.source["id"], "version": version,
+                      "objectType": flow_type if flow_type.endswith("FLOW") else flow_type + "FLOW"}
+            return list(self.source.paginate(CONSUMED_RESOURCES, 100, params))
+
+        with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="dependencies") as pool:
+            for item, future in [(item, pool.submit(consumed, item)) for item in flows]:
+                self.flow_dependencies[item.source["id"]] = future.result()
+
     def export_flow_content(self):
         """Reads the YAML of every flow whose content must be published, through source export jobs of
         the published versions; each document is matched to its flow by its content (type and name)."""
-        flows = [item for item in self.plan if item.kind.key == "flows" and item.needs_content]
+        flows = [item for item in self.plan if item.needs_content and item.source["id"] not in self.flow_content]
         for start in range(0, len(flows), FLOW_EXPORT_BATCH):
             batch = flows[start:start + FLOW_EXPORT_BATCH]
             job_id, done = self._export_flows(batch)
             describe = f"flow export job {job_id}"
             if not isinstance(done.get("downloadUrl"), str):
                 raise MigrateError(f"{describe} succeeded without a downloadUrl. Run clone again.")
-            response = PresignedTransfer().get(done["downloadUrl"])
-            if response.status_code != 200:
-                raise MigrateError(f"download of {describe} answered {response.status_code}; run clone again.")
+            content = download_bytes(done["downloadUrl"], describe)
             wanted = {((item.source.get("type") or "").upper(), item.source.get("name")): item for item in batch}
-            for document in flow_export_documents(response.content, describe):
+            for document in flow_export_documents(content, describe):
                 item = wanted.pop(flow_document_identity(document), None)
                 if item is not None:
                     self.flow_content[item.source["id"]] = document
@@ -3342,25 +3918,88 @@ class CloneRun:
             raise MigrateError(f"flow export job {job['id']} in the source for {names} failed"
                                f"{' again' if attempt else ''}: {messages or 'no message'}. Run clone again.")
 
-    def flow_document(self, item, unresolved):
-        """The flow's YAML for the target: ids rewritten, renamed when prefixed."""
-        document = UUID_IN_TEXT.sub(lambda m: self._map_text_uuid(m.group(0), unresolved),
-                                    self.flow_content[item.source["id"]])
-        if item.target_name != item.source.get("name"):
-            document = re.sub(r"(?m)^(\s+name:[ \t]*).*$", lambda m: m.group(1) + json.dumps(item.target_name),
-                              document, count=1)
-        return document
+    def target_name(self, kind_key, name, detail):
+        """The name the target's object has, for an object the source's flow names: what the YAML must say."""
+        kind = KINDS_BY_KEY.get(kind_key)
+        for item in self._items_named(kind, name, detail):
+            if item.target_name:
+                return item.target_name
+        return None
 
-    def _map_text_uuid(self, value, unresolved):
-        target = self.id_map.get(value) or self.id_map.get(value.lower())
-        if target is None:
-            unresolved.add(value)
-            return value
-        return target
+    def _items_named(self, kind, name, detail):
+        if kind is None:
+            return []
+        if self._by_name is None:
+            self._by_name = {}
+            for item in self.plan:
+                self._by_name.setdefault((item.kind.key, item.source.get("name")), []).append(item)
+        return [item for item in self._by_name.get((kind.key, name), [])
+                if kind.match != "name+type" or detail is None or (item.source.get("type") or "").upper() == detail]
+
+    def flow_document(self, item):
+        """The flow's YAML for the target: the names of the target's objects where they differ."""
+        return rewrite_flow_names(self.flow_content[item.source["id"]], self.target_name, own_name=item.target_name)
+
+    def _dependency_problem(self, dependency):
+        """Why a consumed object cannot be named in the target, or None when it can."""
+        kind_type = str(dependency.get("type") or "")
+        name = dependency.get("name")
+        kind = dependency_kind(kind_type)
+        if kind is None:
+            return f"uses {kind_type} {name!r}, which clone neither copies nor can find in the target"
+        if dependency.get("deleted") is True:
+            return f"uses {kind_type} {name!r}, which was deleted in the source"
+        item = self.by_source_id.get(dependency.get("id"))
+        if kind.match == "category+name":
+            if item is not None and item.action == "reuse":
+                return None
+            category = (item.source.get("category") if item else None) or "?"
+            self.missing_actions.add((category, name))
+            return f"uses data action {category} / {name}, which the target lacks"
+        if item is not None and item.kind is kind:
+            if item.action in ("create", "reuse", "update", "ours"):
+                return None
+            return f"uses {item.label}, which is " + (f"left out: {item.reason}" if item.left_out
+                                                      else f"not copied ({item.reason})")
+        key = (name, dependency_flow_type(kind_type)) if kind.match == "name+type" else name
+        if any(match_key(kind, obj) == key for obj in self.target_objects[kind.key]):
+            return None
+        return f"uses {kind_type} {name!r}, which is neither in the source's lists nor in the target"
+
+    def _division_problem(self, item):
+        """The YAML's division must exist in the target by name (or be created by this clone)."""
+        named = next((name for kind, name, _ in flow_name_references(self.flow_content[item.source["id"]])
+                      if kind == "divisions"), None)
+        if named is None or self.target_name("divisions", named, None):
+            return None
+        if any(obj.get("name") == named for obj in self.target_objects["divisions"]):
+            return None
+        return f"its division {named!r} is not in the target (use --create-divisions to create it)"
+
+    def _describe_id(self, source_id):
+        item = self.by_source_id.get(source_id)
+        return f"{item.label} ({source_id})" if item else source_id
+
+    def _names_out_of_reach(self, item):
+        """A consumed object whose name must change in the YAML but which the document names in a form
+        this tool does not rewrite (flow style, say): publishing it would fail, so it is not tried."""
+        named = {(kind, name) for kind, name, _ in flow_name_references(self.flow_content[item.source["id"]])}
+        problems = []
+        for dependency in self.flow_dependencies.get(item.source["id"], []):
+            kind_type = str(dependency.get("type") or "")
+            kind = dependency_kind(kind_type)
+            name = dependency.get("name")
+            if kind is None or not kind.creatable or (kind.key, name) in named:
+                continue
+            renamed = self.target_name(kind.key, name, dependency_flow_type(kind_type) if kind.archy_content else None)
+            if renamed and renamed != name:
+                problems.append(f"names {kind_type} {name!r} in a form clone cannot rewrite to {renamed!r}")
+        return problems
 
     def check_unresolved(self):
-        """Before any write: objects whose settings or flow content name ids with no match are left out,
-        and so, in turn, are objects that need those."""
+        """Before any write: objects whose settings name ids with no match, and flows that use an object
+        the target will not have under a known name, are left out; and so, in turn, is everything that
+        needs those."""
         changed = True
         while changed:
             changed = False
@@ -3368,15 +4007,23 @@ class CloneRun:
             for item in self.plan:
                 if item.action not in ("create", "update") and not item.needs_content:
                     continue
-                missing = set()
+                reasons = []
                 if item.action in ("create", "update"):
+                    missing = set()
                     self._desired(item, missing)
-                if item.needs_content and item.source["id"] in self.flow_content:
-                    self.flow_document(item, missing)
-                missing -= planned
-                if missing:
-                    self.unresolved.append((item.label, missing))
-                    item.reason = f"refers to {len(missing)} id(s) with no match in the target"
+                    if missing - planned:
+                        reasons.append("refers to " + ", ".join(sorted(map(self._describe_id, missing - planned)))
+                                       + ", with no match in the target")
+                if item.needs_content:
+                    reasons += [problem for problem in map(self._dependency_problem,
+                                                           self.flow_dependencies.get(item.source["id"], []))
+                                if problem]
+                    if item.source["id"] in self.flow_content:
+                        reasons += [problem for problem in [self._division_problem(item)] if problem]
+                        reasons += self._names_out_of_reach(item)
+                if reasons:
+                    self.unresolved.append((item.label, reasons))
+                    item.reason, item.left_out = reasons[0], True
                     if item.action == "create":
                         self.id_map.pop(item.source["id"], None)
                     item.action, item.needs_content, changed = "skip", False, True
@@ -3387,7 +4034,7 @@ class CloneRun:
         for level in sorted({kind.level for kind in CLONE_KINDS if kind.creatable}):
             items = [item for item in self.plan if item.kind.level == level and item.action in ("create", "update")]
             items += [item for item in self.plan if item.kind.level == level and item.action == "ours"
-                      and item.kind.members]
+                      and (item.kind.members or item.kind.hooks.syncs)]
             self.manifest.intend([item for item in items if item.action == "create"])
             if items:
                 log.info("Applying level %d: %d objects (%s).", level, len(items),
@@ -3416,6 +4063,18 @@ class CloneRun:
                         self.failures.append(f"{item.label}: {exc}")
         STOP.check()
 
+    def in_parallel(self, work, arguments, describe):
+        """Runs work(*each) for many small writes of one object (a table's rows) on the workers; the
+        governor paces them.  The first failure is raised once all have ended."""
+        if not arguments:
+            return
+        with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="rows") as pool:
+            futures = [pool.submit(work, *each) for each in arguments]
+            errors = [future.exception() for future in futures if future.exception() is not None]
+        STOP.check()
+        if errors:
+            raise MigrateError(f"{describe}: {len(errors)} of {len(arguments)} writes failed, the first: {errors[0]}")
+
     def _apply_one(self, item):
         kind = item.kind
         if item.action == "create":
@@ -3430,7 +4089,7 @@ class CloneRun:
                     if not exc.transient:
                         self.manifest.forget(item)
                     raise
-            self._wrote()
+            self.wrote()
             item.target_id, item.target = created["id"], created
             with self._lock:
                 self.id_map[item.source["id"]] = created["id"]
@@ -3441,9 +4100,11 @@ class CloneRun:
                 current = self.target.get(f"{kind.path}/{item.target_id}") or {}
                 body = updated_body(kind, current, self.request_body(item, item.desired))
                 self.target.request("PUT", f"{kind.path}/{item.target_id}", body=body)
-                self._wrote()
+                self.wrote()
         if kind.members and item.action in ("create", "update", "ours"):
             self._sync_members(item)
+        if item.action in ("create", "update", "ours"):
+            kind.hooks.sync(self, item)
         self.progress.show(f"clone: {self.writes} writes")
 
     def _find_by_name(self, item):
@@ -3468,17 +4129,16 @@ class CloneRun:
         for start in range(0, len(missing), 100):
             answer = self.target.post(path, [{"id": member} for member in missing[start:start + 100]]) or []
             present |= {member.get("id") for member in answer if isinstance(member, dict)}
-            self._wrote()
+            self.wrote()
         item.members_present = present
 
     def _publish_flow(self, item):
         """Fills the target's flow shell with the source's content and publishes it, through an import job."""
-        missing = set()
-        document = self.flow_document(item, missing)
-        if missing:
-            raise MigrateError(f"flow content names ids with no match in the target: {', '.join(sorted(missing))}")
+        document = self.flow_document(item)
         job = self.target.post(FLOW_IMPORT_JOBS, {}) or {}
-        self._wrote()
+        if not answer_id(job) or not isinstance(job.get("presignedUrl"), str):
+            raise MigrateError("the target registered a flow import job without an id or upload URL. Run clone again.")
+        self.wrote()
         upload = PresignedTransfer().put(job["presignedUrl"], document.encode("utf-8"), job.get("headers") or {})
         if upload.status_code >= 300:
             raise MigrateError(f"upload of the flow's content answered {upload.status_code}")
@@ -3498,7 +4158,7 @@ class CloneRun:
             raise MigrateError(f"{describe} failed: {flow_job_messages(state) or 'no message'}")
         return state
 
-    def _wrote(self):
+    def wrote(self):
         with self._lock:
             self.writes += 1
 
@@ -3506,16 +4166,22 @@ class CloneRun:
 
     def verify(self):
         """Re-reads what was written (by list pages, not one GET per object) and compares what was sent;
-        member lists are checked against the platform's answer to the POST that set them."""
+        member lists are checked against the platform's answer to the POST that set them, and what a
+        kind's hooks copied (rows, audio) by the hooks themselves."""
         written = [item for item in self.plan if item.action in ("create", "update") and item.target_id]
+        synced = [item for item in self.plan if item.action in ("create", "update", "ours") and item.target_id
+                  and item.copied is not None]
         published = [item for item in self.plan if item.needs_content]
         kinds = {item.kind.key: item.kind for item in written + published}
         fresh = {}
         with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="verify") as pool:
             lists = {key: pool.submit(lambda k: list(self.target.paginate(k.path, k.page_size, dict(k.list_params))),
                                       kind) for key, kind in kinds.items()}
+            hooked = [(item, pool.submit(item.kind.hooks.verify, self, item)) for item in synced]
             for key, future in lists.items():
                 fresh[key] = {obj["id"]: obj for obj in future.result()}
+            for item, future in hooked:
+                self.verify_mismatches += [f"{item.label}: {problem}" for problem in future.result()]
         for item in written:
             actual = fresh[item.kind.key].get(item.target_id)
             if actual is None:
@@ -3570,7 +4236,7 @@ def delete_manifest_entries(client, manifest, workers, progress):
                 return
             entry["targetId"] = found["id"]
         try:
-            client.request("DELETE", f"{kind.path}/{entry['targetId']}")
+            client.request("DELETE", f"{kind.path}/{entry['targetId']}", params=dict(kind.delete_params) or None)
             outcome = deleted
         except ApiError as exc:
             if exc.status != 404:
@@ -3870,15 +4536,15 @@ def org_summary(client):
 def log_clone_plan(run):
     for key, counts in run.summary_counts().items():
         log.info("  %-18s %s", key, ", ".join(f"{count} {action}" for action, count in sorted(counts.items())))
-    for label, missing in run.unresolved:
-        log.warning("Unresolved: %s refers to %s, which the target does not have; it is not copied.",
-                    label, ", ".join(sorted(missing)))
+    for label, reasons in run.unresolved:
+        log.warning("Left out: %s %s; it is not copied.", label, "; ".join(reasons))
 
 
-def trunks_awaiting_credentials(run):
-    return sorted(item.target_name for item in run.plan
-                  if item.kind.drop_properties and item.action in ("create", "ours")
-                  and set(item.kind.drop_properties) & set((item.source.get("properties") or {})))
+def log_notes(notes):
+    """Work left for a person, one line per topic."""
+    for topic, lines in notes.items():
+        (log.warning if any(attention for _, attention in lines) else log.info)(
+            "%s: %s.", topic, ", ".join(text for text, _ in lines))
 
 
 def cmd_clone(args):
@@ -3912,14 +4578,17 @@ def finish_clone(args, run, seed, manifest, orgs, source, target, started):
     """The clone proper, from extraction to the summary, once both orgs are known and the lock held."""
     run.extract()
     run.build_plan()
+    run.read_flow_dependencies()
+    run.check_unresolved()
     run.export_flow_content()
     run.check_unresolved()
     log.info("Plan (%s on conflict):", args.on_conflict)
     log_clone_plan(run)
+    log_notes(run.notes())
     if args.plan:
         write_json_atomically(args.plan_out, run.plan_document())
         log.info("Plan written to %s; nothing was written to the target.", args.plan_out)
-        return EXIT_ATTENTION if run.unresolved else EXIT_OK
+        return EXIT_ATTENTION if run.unresolved or needs_attention(run.notes()) else EXIT_OK
     conflicts = run.conflicts()
     if conflicts:
         names = ", ".join(item.label for item in conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
@@ -3940,17 +4609,22 @@ def finish_clone(args, run, seed, manifest, orgs, source, target, started):
     run.verify()
     for mismatch in run.verify_mismatches:
         log.warning("Verify: %s", mismatch)
-    trunks = trunks_awaiting_credentials(run)
-    if trunks:
-        log.info("Trunks awaiting SIP credentials, to be entered by hand in the target: %s.", ", ".join(trunks))
+    notes = run.notes()
+    log_notes(notes)
     log.info("Clone finished: %d writes, %d verify mismatches, %d unresolved; mapping in %s, rollback manifest in "
              "%s; %d requests to the source, %d to the target, %d throttled (429); %.1f s.", run.writes,
              len(run.verify_mismatches), len(run.unresolved), args.mapping_out, args.manifest_out,
              source.request_count, target.request_count, source.governor.throttled + target.governor.throttled,
              time.monotonic() - started, extra={"fields": {"writes": run.writes, "counts": run.summary_counts(),
                                                            "mismatches": run.verify_mismatches,
-                                                           "trunksAwaitingCredentials": trunks}})
-    return EXIT_ATTENTION if run.verify_mismatches or run.unresolved else EXIT_OK
+                                                           "unresolved": dict(run.unresolved),
+                                                           "notes": {topic: [text for text, _ in lines]
+                                                                     for topic, lines in notes.items()}}})
+    return EXIT_ATTENTION if run.verify_mismatches or run.unresolved or needs_attention(notes) else EXIT_OK
+
+
+def needs_attention(notes):
+    return any(attention for lines in notes.values() for _, attention in lines)
 
 
 def cmd_rollback(args):

@@ -13,11 +13,13 @@ import argparse
 import base64
 import collections
 import copy
+import functools
 import hashlib
 import io
 import itertools
 import json
 import math
+import os
 import random
 import re
 import secrets
@@ -33,7 +35,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 __all__ = [
     "FakeGenesys",
@@ -43,8 +45,13 @@ __all__ = [
     "ConversationSource",
     "populate_reference_objects",
     "populate_config_org",
+    "populate_clone_demo",
     "copy_some_names",
     "parse_flow_yaml",
+    "FlowYamlError",
+    "REFERENCE_KINDS",
+    "flow_dependency_type",
+    "make_wav",
     "REMOVE",
     "UUID_RE",
     "FLOW_TYPES",
@@ -56,7 +63,8 @@ __all__ = [
 ]
 
 KINDS = ("divisions", "skills", "languages", "wrapupcodes", "schedules", "schedulegroups",
-         "queues", "flows", "trunkbasesettings", "users")
+         "queues", "flows", "trunkbasesettings", "users",
+         "prompts", "datatables", "ivrs", "emergencygroups", "didpools", "dataactions")
 
 _SELF_URI_BASE = {
     "divisions": "/api/v2/authorization/divisions",
@@ -69,6 +77,12 @@ _SELF_URI_BASE = {
     "flows": "/api/v2/flows",
     "trunkbasesettings": "/api/v2/telephony/providers/edges/trunkbasesettings",
     "users": "/api/v2/users",
+    "prompts": "/api/v2/architect/prompts",
+    "datatables": "/api/v2/flows/datatables",
+    "ivrs": "/api/v2/architect/ivrs",
+    "emergencygroups": "/api/v2/architect/emergencygroups",
+    "didpools": "/api/v2/telephony/providers/edges/didpools",
+    "dataactions": "/api/v2/integrations/actions",
 }
 
 MAX_BODY_BYTES = 10 * 1024 * 1024          # 10 MiB: larger request bodies -> 413 (org.max_body_bytes)
@@ -206,6 +220,9 @@ class _ImportJob:
         self.finished = None
 
 
+_UPLOAD_KINDS = frozenset({"upload", "prompt-upload"})
+
+
 class _Download:
     __slots__ = ("org", "job", "path", "expires", "expired", "kind")
 
@@ -215,7 +232,8 @@ class _Download:
         self.path = path
         self.expires = expires
         self.expired = False
-        self.kind = kind                # "export" (interactions, gzip), "flows" (YAML), "upload" (flow job PUT)
+        self.kind = kind                # "export" (interactions, gzip), "flows" (YAML), "upload" (flow job PUT),
+        #                                 "prompt-upload" (prompt audio PUT), "prompt-media" (a prompt's mediaUri)
 
 
 class _Reply(Exception):
@@ -257,12 +275,25 @@ _CONFIG_ROUTES = {
     ("flows",): "flows",
     ("telephony", "providers", "edges", "trunkbasesettings"): "trunkbasesettings",
     ("users",): "users",
+    ("architect", "prompts"): "prompts",
+    ("flows", "datatables"): "datatables",
+    ("architect", "ivrs"): "ivrs",
+    ("architect", "emergencygroups"): "emergencygroups",
+    ("telephony", "providers", "edges", "didpools"): "didpools",
+    ("integrations", "actions"): "dataactions",
 }
 MAX_PAGE_SIZE = {"queues": 500, "skills": 500, "users": 500, "flows": 500}     # every other list: 100
 DEFAULT_PAGE_SIZE = 25
 MAX_QUEUE_WRAPUPCODES_POST = 100
-_INT_VERSIONED = frozenset({"schedules", "schedulegroups", "trunkbasesettings"})
-_NO_PUT = frozenset({"skills", "languages", "users"})
+_INT_VERSIONED = frozenset({"schedules", "schedulegroups", "trunkbasesettings", "ivrs", "emergencygroups"})
+_READ_ONLY_KINDS = frozenset({"users", "didpools", "dataactions"})     # listed and read, never written by the API
+_NO_PUT = frozenset({"skills", "languages"}) | _READ_ONLY_KINDS
+MAX_TABLE_ROWS_PAGE_SIZE = 500
+CONSUMED_RESOURCES_PATH = "/api/v2/architect/dependencytracking/consumedresources"
+_PROMPT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_LANGUAGE_TAG_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$")
+_E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")
+_COLUMN_TYPES = ("string", "integer", "number", "boolean")
 _READ_ONLY_FIELDS = frozenset({"selfUri", "state", "dateCreated", "dateModified", "createdBy", "modifiedBy",
                                "memberCount", "userMemberCount", "joinedMemberCount"})
 _QUEUE_WRITABLE = frozenset({
@@ -285,6 +316,11 @@ _WRITABLE = {                   # fields a create/update body may set (the SDK's
     "flows": frozenset({"name", "type", "description", "division"}),
     "trunkbasesettings": frozenset({"name", "description", "division", "trunkMetabase", "properties", "trunkType",
                                     "site", "inboundSite"}),
+    "prompts": frozenset({"name", "description"}),
+    "datatables": frozenset({"name", "description", "division", "schema"}),
+    "ivrs": frozenset({"name", "description", "division", "dnis", "openHoursFlow", "closedHoursFlow",
+                       "holidayHoursFlow", "scheduleGroup"}),
+    "emergencygroups": frozenset({"name", "description", "division", "enabled", "emergencyCallFlows"}),
 }
 _IGNORED = {                    # further read-only fields of the models: accepted and ignored
     "divisions": frozenset({"homeDivision", "objectCounts"}),
@@ -292,6 +328,9 @@ _IGNORED = {                    # further read-only fields of the models: accept
     "schedulegroups": frozenset({"modifiedByApp", "createdByApp"}),
     "trunkbasesettings": frozenset({"modifiedByApp", "createdByApp", "managed"}),
     "queues": frozenset({"sourceQueueId"}),
+    "prompts": frozenset({"resources", "currentOperation"}),
+    "ivrs": frozenset({"modifiedByApp", "createdByApp"}),
+    "emergencygroups": frozenset({"modifiedByApp", "createdByApp"}),
     "flows": frozenset({"lockedUser", "lockedClient", "active", "system", "deleted", "publishedVersion",
                         "savedVersion", "inputSchema", "outputSchema", "checkedInVersion", "debugVersion",
                         "publishedBy", "currentOperation", "nluInfo", "supportedLanguages", "compatibleFlowTypes",
@@ -312,7 +351,8 @@ def _initial_fields(kind):
     return {}
 
 
-_HAS_DATE_CREATED = frozenset({"wrapupcodes", "schedules", "schedulegroups", "queues", "trunkbasesettings"})
+_HAS_DATE_CREATED = frozenset({"wrapupcodes", "schedules", "schedulegroups", "queues", "trunkbasesettings", "ivrs",
+                               "emergencygroups"})
 _HAS_DATE_MODIFIED = _HAS_DATE_CREATED | {"skills", "languages"}
 _QUEUE_ENUMS = {"skillEvaluationMethod": ("NONE", "BEST", "ALL"),
                 "scoringMethod": ("TimestampAndPriority", "PriorityOnly"),
@@ -382,153 +422,351 @@ def _bad(message, field=None, entity_id=None):
     return _Reply(400, "bad.request", message, details=details)
 
 
+def _expand(query):
+    return {x.strip() for x in (query or {}).get("expand", "").split(",") if x.strip()}
+
+
 def _method_not_allowed(method, path_desc):
     return _Reply(405, "method.not.allowed", "%s is not supported on %s." % (method, path_desc))
 
 
-def _yaml_unquote(value):
-    value = value.strip()
-    if value.startswith('"'):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value.strip('"')
-    if value.startswith("'"):
-        return value[1:-1].replace("''", "'") if value.endswith("'") and len(value) > 1 else value[1:]
-    hash_at = value.find(" #")
-    if hash_at >= 0:
-        value = value[:hash_at]
-    return value.strip()
+# ---- Archy YAML: names, not ids (contract section 8) ----------------------------------------------
+#
+# The fake writes flow documents with _flow_yaml (a tree emitted by _emit_yaml) and reads them with
+# parse_flow_yaml (PyYAML, YAML 1.1, imported lazily so `import fake_genesys` works without it).
+
+REFERENCE_KINDS = {             # reference kind (as parse_flow_yaml names it) -> (org.objects kind, Dependency type)
+    "queue": ("queues", "QUEUE"),
+    "skill": ("skills", "ACDSKILL"),
+    "language": ("languages", "ACDLANGUAGE"),
+    "schedule group": ("schedulegroups", "SCHEDULEGROUP"),
+    "emergency group": ("emergencygroups", "EMERGENCYGROUP"),
+    "wrap-up code": ("wrapupcodes", "ACDWRAPUPCODE"),
+    "flow": ("flows", None),                    # <FLOWTYPE>FLOW of the document's own type
+    "common module": ("flows", "COMMONMODULEFLOW"),
+    "data table": ("datatables", "DATATABLE"),
+    "data action": ("dataactions", "DATAACTION"),
+    "prompt": ("prompts", "USERPROMPT"),
+}
+_LIT_NAME_KEYS = {"targetQueue": "queue", "queue": "queue", "languageSkill": "language",
+                  "defaultLanguageSkill": "language", "scheduleGroup": "schedule group",
+                  "emergencyGroup": "emergency group", "wrapupCode": "wrap-up code"}
+_PROMPT_RE = re.compile(r"(?<![A-Za-z0-9_.])Prompt\.([A-Za-z][A-Za-z0-9_]*)")
+_MISSING = object()
+_YAML_UNSAFE_START = tuple("'\"[]{}*&-@!|>%#,?:`")
 
 
-_PLAIN_SCALAR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.()/&+,'-]*$")
+def flow_dependency_type(ftype):
+    """The Dependency type (and consumedresources objectType) of a flow type: INBOUNDCALL -> INBOUNDCALLFLOW,
+    WORKFLOW stays WORKFLOW."""
+    return "WORKFLOW" if ftype == "WORKFLOW" else "%sFLOW" % ftype
 
 
-def _yaml_scalar(s):
+def _yaml():
+    import yaml                                     # lazily: only flow documents need PyYAML
+    return yaml
+
+
+@functools.lru_cache(maxsize=16384)
+def _yaml_str(s):
+    """A string as a YAML scalar: plain when a YAML 1.1 parser (PyYAML) reads the plain text back as the same
+    string, both as a value and as a key, and it avoids the contract's risky starts and sequences; otherwise
+    single-quoted ('' for ') or, with line breaks or control characters, double-quoted."""
+    yaml = _yaml()
     s = str(s)
-    return s if _PLAIN_SCALAR_RE.match(s) and not s.endswith(" ") else json.dumps(s, ensure_ascii=False)
+    if (s and s == s.strip() and s.isprintable() and not s.startswith(_YAML_UNSAFE_START)
+            and ": " not in s and " #" not in s and not s.endswith(":")):
+        try:
+            if yaml.safe_load("k: %s\n" % s) == {"k": s} and yaml.safe_load("%s: v\n" % s) == {s: "v"}:
+                return s
+        except yaml.YAMLError:
+            pass
+    if s.isprintable():
+        quoted = "'%s'" % s.replace("'", "''")
+    else:
+        quoted = json.dumps(s, ensure_ascii=False)
+    if yaml.safe_load("k: %s\n" % quoted) != {"k": s}:          # pragma: no cover - a bug in the rules above
+        raise ValueError("cannot write %r as a YAML scalar" % s)
+    return quoted
+
+
+def _yaml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if v is None:
+        return "null"
+    return _yaml_str(v)
+
+
+def _emit_yaml(tree, indent=2):
+    """Block YAML in Archy's style: `indent` spaces a level; a sequence's dashes one level in from their key;
+    the mapping under `- key:` four columns right of the dash (as Archy exports and hand-written flows do)."""
+    lines = []
+
+    def pair(key, value, col, text_col, child_col, seq_col):
+        head = " " * col + ("- " if text_col != col else "") + _yaml_str(key) + ":"
+        if isinstance(value, dict):
+            if not value:
+                lines.append(head + " {}")
+            else:
+                lines.append(head)
+                mapping(value, child_col)
+        elif isinstance(value, list):
+            if not value:
+                lines.append(head + " []")
+            else:
+                lines.append(head)
+                sequence(value, seq_col)
+        else:
+            lines.append(head + " " + _yaml_value(value))
+
+    def mapping(d, col):
+        for k, v in d.items():
+            pair(k, v, col, col, col + indent, col + indent)
+
+    def sequence(items, col):
+        for item in items:
+            if isinstance(item, dict) and item:
+                for n, (k, v) in enumerate(item.items()):
+                    if n == 0:
+                        pair(k, v, col, col + 2, col + 4, col + 4)
+                    else:
+                        pair(k, v, col + 2, col + 2, col + 4, col + 4)
+            elif isinstance(item, (dict, list)):
+                lines.append(" " * col + "- " + ("{}" if isinstance(item, dict) else "[]"))
+            else:
+                lines.append(" " * col + "- " + _yaml_value(item))
+
+    mapping(tree, 0)
+    return "\n".join(lines) + "\n"
+
+
+_CALL_LIKE = frozenset({"INBOUNDCALL", "INQUEUECALL", "OUTBOUNDCALL", "SECURECALL", "VOICEMAIL", "VOICESURVEY",
+                        "COMMONMODULE", "VOICE"})
+
+
+def _lit_name(name):
+    return {"lit": {"name": name}}
+
+
+def _flow_yaml(ftype, name, description=None, division=None, refs=None, indent=2):
+    """An Archy-layout YAML document that names what it uses (contract section 8; FAKE_SPEC.md has an example).
+
+    division: the division's name (None: no `division:` key, i.e. the home division; a (name, id) pair is
+    accepted and only its name is written). refs (all optional lists of names): "scheduleGroups",
+    "emergencyGroups", "queues" (targetQueue of transferToAcd, and the last also as `queue:` of
+    createCallback), "skills", "languages" (the first as defaultLanguageSkill, the last as languageSkill),
+    "wrapupCodes", "flows" (targetFlow; flows of this document's type), "modules" (commonModule),
+    "dataTables" (names or (name, [output columns])), "dataActions" ((category, name) pairs), "prompts"
+    (Prompt.<name> in exp: blocks). indent: 2 or 4."""
+    refs = refs or {}
+    if isinstance(division, (tuple, list)):
+        division = division[0]
+    key = FLOW_TYPE_KEYS[ftype]
+    call_like = ftype in _CALL_LIKE
+    head = {"name": name}
+    if description:
+        head["description"] = description
+    if division:
+        head["division"] = division
+    block, unit = ("tasks", "task") if call_like else ("states", "state")
+    label = "Main Task" if call_like else "Initial State"
+    head["startUpRef"] = "/%s/%s/%s[%s_10]" % (key, block, unit, label)
+    head["defaultLanguage"] = "en-us"
+    languages = list(refs.get("languages", ()))
+    head["supportedLanguages"] = {"en-us": {"defaultLanguageSkill": _lit_name(languages[0]) if languages
+                                            else {"noValue": True}}}
+    prompts = list(refs.get("prompts", ()))
+    if ftype == "INBOUNDCALL":
+        head["initialGreeting"] = ({"exp": "ToAudio(Prompt.%s)" % prompts[0]} if prompts
+                                   else {"tts": "Welcome to %s." % name})
+    if ftype == "INQUEUECALL":
+        head["settingsInQueueCall"] = {"holdMusic": _lit_name("PromptSystem.on_hold_music")}
+    head["settingsActionDefaults"] = {
+        "playAudioOnSilence": {"timeout": {"lit": {"seconds": 40}}},
+        "callData": {"processingPrompt": _lit_name("PromptSystem.on_hold_music")},
+        "collectInput": {"interDigitTimeout": {"lit": {"ms": 1500}}},
+    }
+    head["settingsErrorHandling"] = {"errorHandling": {"disconnect": {"none": True}},
+                                     "preHandlingAudio": {"tts": "Sorry, an error occurred. Please try again."}}
+    actions = []
+
+    def action(kind, label, **body):
+        actions.append({kind: dict({"name": label}, **body)})
+
+    for n, pname in enumerate(prompts[1:] if ftype == "INBOUNDCALL" else prompts):
+        action("playAudio", "Play %s" % pname,
+               audio={"exp": "AudioPlaybackOptions(ToAudio(Prompt.%s), true)" % pname if n % 2 else
+                      "ToAudio(Prompt.%s)" % pname})
+    groups = list(refs.get("scheduleGroups", ()))
+    emergency = list(refs.get("emergencyGroups", ()))
+    for n in range(max(len(groups), len(emergency))):
+        body = {}
+        if n < len(emergency):
+            body["emergencyGroup"] = _lit_name(emergency[n])
+        if n < len(groups):
+            body["scheduleGroup"] = _lit_name(groups[n])
+        action("evaluateScheduleGroup", "Check hours %d" % (n + 1), **body)
+    for entry in refs.get("dataTables", ()):
+        tname, columns = (entry, None) if isinstance(entry, str) else (entry[0], list(entry[1]))
+        found = {c: {"noValue": True} for c in (columns or ["value"])}
+        action("dataTableLookup", "Look up %s" % tname, lookupValue={"exp": "Call.Ani"},
+               dataTable={tname: {"foundOutputs": found,
+                                  "failureOutputs": {"errorType": {"noValue": True},
+                                                     "errorMessage": {"noValue": True}}}})
+    for category, aname in refs.get("dataActions", ()):
+        action("callData", "Call %s" % aname, timeout={"lit": {"minutes": 1}},
+               category={category: {"dataAction": {aname: {
+                   "inputs": {"customerId": {"exp": "Call.Ani"}},
+                   "successOutputs": {"result": {"noValue": True}},
+                   "failureOutputs": {"errorType": {"noValue": True}, "errorMessage": {"noValue": True}}}}}})
+    skills = list(refs.get("skills", ()))
+    queues = list(refs.get("queues", ()))
+    for n, qname in enumerate(queues):
+        body = {"targetQueue": _lit_name(qname), "preTransferAudio": {"tts": "Please hold."},
+                "priority": {"lit": 0}}
+        if n == 0 and languages:
+            body["languageSkill"] = _lit_name(languages[-1])
+        if n == 0 and skills:
+            body["skills"] = [_lit_name(s) for s in skills]
+        action("transferToAcd", "Transfer to ACD %d" % (n + 1), **body)
+    if queues:
+        action("createCallback", "Offer a callback", queue=_lit_name(queues[-1]),
+               callbackNumber={"exp": "Call.Ani"}, callbackName={"lit": "Caller"})
+    elif skills or languages:
+        body = {}
+        if languages:
+            body["languageSkill"] = _lit_name(languages[-1])
+        if skills:
+            body["skills"] = [_lit_name(s) for s in skills]
+        action("setRoutingData", "Set routing data", **body)
+    for wname in refs.get("wrapupCodes", ()):
+        action("setWrapupCode", "Set wrap-up code", wrapupCode=_lit_name(wname))
+    for mname in refs.get("modules", ()):
+        action("callCommonModule", "Call module", commonModule={mname: {"ver_latestPublished": {
+            "inputs": {"Common.ani": {"exp": "Call.Ani"}}}}})
+    for fname in refs.get("flows", ()):
+        action("transferToFlow", "Transfer to another flow", targetFlow={"name": fname},
+               preTransferAudio={"tts": "Transferring."})
+    action("disconnect", "Disconnect")
+    head[block] = [{unit: {"name": label, "refId": "%s_10" % label, "actions": actions}}]
+    return _emit_yaml({key: head}, indent)
+
+
+class FlowYamlError(ValueError):
+    """A flow document the import job refuses; .messages: every problem found (one Failure message each)."""
+
+    def __init__(self, messages):
+        self.messages = list(messages)
+        super().__init__("; ".join(self.messages))
+
+
+def _describe(value):
+    return "%s %r" % (type(value).__name__, value)
 
 
 def parse_flow_yaml(text):
-    """What the fake reads from an Archy YAML document (no YAML library: line and regex logic).
+    """What an import job reads from an Archy YAML document (PyYAML, YAML 1.1).
 
-    Returns {"type", "typeKey", "name", "description", "divisionId", "uuids"}; raises ValueError with a
-    message for the job's Error. The first top-level key is the flow type in camelCase; under it, at
-    the first indentation level, the first `name:` is the flow's name, `description:` its description
-    and `division:` (with an `id:` below it) its division. `uuids` lists every UUID of the document
-    (lower case, in order of first occurrence)."""
-    lines = text.splitlines()
-    i, n = 0, len(lines)
-    while i < n and (not lines[i].strip() or lines[i].lstrip().startswith("#") or lines[i].strip() == "---"):
-        i += 1
-    if i == n:
-        raise ValueError("The file holds no flow document.")
-    m = re.match(r"^([A-Za-z][A-Za-z0-9]*):\s*(#.*)?$", lines[i])
-    if not m:
-        raise ValueError("The first line of the document must be the flow type key (e.g. 'inboundCall:').")
-    key = m.group(1)
-    ftype = _FLOW_KEY_TYPES.get(key)
+    Returns {"type", "typeKey", "name", "description", "division", "references"}: division is the division's
+    name or None (the home division); references lists (kind, name) once each in order of appearance, kind one
+    of REFERENCE_KINDS (a data action's name is (category, name); a flow's has the document's type, a common
+    module's COMMONMODULE). Raises FlowYamlError (a ValueError; .messages) for a document that is not YAML (the
+    PyYAML message), not one mapping under a known type key, has no name, or names something with a value that
+    is not a string (an unquoted `123` or `Yes`)."""
+    yaml = _yaml()
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise FlowYamlError([str(exc)])
+    if doc is None:
+        raise FlowYamlError(["The file holds no flow document."])
+    if not isinstance(doc, dict):
+        raise FlowYamlError(["A flow document is a mapping under the flow type key (e.g. 'inboundCall:')."])
+    if len(doc) != 1:
+        raise FlowYamlError(["A flow document has exactly one top-level key, the flow type; found %s."
+                             % ", ".join(repr(k) for k in doc)])
+    key, body = next(iter(doc.items()))
+    ftype = _FLOW_KEY_TYPES.get(key) if isinstance(key, str) else None
     if ftype is None:
-        raise ValueError("Unknown flow type key %r." % key)
-    info = {"type": ftype, "typeKey": key, "name": None, "description": None, "divisionId": None}
-    level = None                    # indentation of the first level under the type key
-    in_division = None              # indentation of the division: line while inside it
-    for j in range(i + 1, n):
-        line = lines[j]
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped in ("---", "...") and not line[:1].isspace():
-            if any(x.strip() and not x.lstrip().startswith("#") for x in lines[j + 1:]):
-                raise ValueError("The file holds more than one flow document; import one flow per job.")
-            break
-        indent = len(line) - len(line.lstrip(" "))
-        if indent == 0:
-            raise ValueError("A second top-level key %r; a flow document has exactly one." % stripped)
-        if level is None:
-            level = indent
-        km = re.match(r"^\s*(-\s+)?([A-Za-z_][\w-]*):\s*(.*)$", line)
-        if km is None:
-            continue
-        field, value = km.group(2), km.group(3)
-        if in_division is not None:
-            if indent > in_division:
-                if field == "id" and info["divisionId"] is None:
-                    info["divisionId"] = _yaml_unquote(value).lower()
-                continue
-            in_division = None
-        if indent == level and not km.group(1):
-            if field == "name" and info["name"] is None and value.strip():
-                info["name"] = _yaml_unquote(value)
-            elif field == "description" and info["description"] is None and value.strip():
-                info["description"] = _yaml_unquote(value)
-            elif field == "division" and not value.strip():
-                in_division = indent
-    if not info["name"]:
-        raise ValueError("The flow document has no name.")
-    seen = {}
-    for u in UUID_RE.findall(text):
-        seen.setdefault(u.lower(), None)
-    info["uuids"] = list(seen)
-    return info
+        raise FlowYamlError(["Unknown flow type key %r." % (key,)])
+    if not isinstance(body, dict):
+        raise FlowYamlError(["The flow type key %r must hold a mapping." % key])
+    errors = []
+    name = body.get("name")
+    if name is None or name == "":
+        raise FlowYamlError(["The flow document has no name."])
+    if not isinstance(name, str):
+        errors.append("The flow name is %s, not a string (quote it)." % _describe(name))
+    description = body.get("description")
+    if description is not None and not isinstance(description, str):
+        errors.append("The flow description is %s, not a string (quote it)." % _describe(description))
+    division = body.get("division")
+    if division == "":
+        division = None
+    if division is not None and not isinstance(division, str):
+        errors.append("The division is %s, not a division name (a string)." % _describe(division))
+    refs, seen = [], set()
 
+    def add(kind, value):
+        parts = value if kind == "data action" else (value,)
+        if not all(isinstance(p, str) and p for p in parts):
+            errors.append("A %s name is %s, not a string (quote it)." % (kind, _describe(value)))
+            return
+        if (kind, value) not in seen:
+            seen.add((kind, value))
+            refs.append((kind, value))
 
-def _flow_yaml(ftype, name, description, division, refs=None):
-    """An Archy-layout YAML document (the layout populate_config_org writes; see FAKE_SPEC.md).
+    def lit_name(v):
+        lit = v.get("lit") if isinstance(v, dict) else None
+        return lit["name"] if isinstance(lit, dict) and "name" in lit else _MISSING
 
-    division: (name, id). refs: {"scheduleGroups", "queues", "skills", "wrapupCodes", "users",
-    "flows"}: lists of (name, id) (flows: (name, id, type))."""
-    refs = refs or {}
-    q = _yaml_scalar
-    key = FLOW_TYPE_KEYS[ftype]
-    out = ["%s:" % key, "  name: %s" % q(name)]
-    if description:
-        out.append("  description: %s" % q(description))
-    out += ["  division:", "    name: %s" % q(division[0]), "    id: %s" % division[1]]
-    out.append('  startUpRef: "/%s/tasks/task[Main Task_10]"' % key)
-    if ftype in ("INBOUNDCALL", "INQUEUECALL", "OUTBOUNDCALL", "SECURECALL", "VOICEMAIL", "VOICESURVEY",
-                 "INBOUNDCHAT", "INBOUNDEMAIL", "INBOUNDSHORTMESSAGE", "BOT", "COMMONMODULE"):
-        out += ["  defaultLanguage: en-us", "  supportedLanguages:", "    en-us:",
-                "      defaultLanguageSkill:", "        noValue: true"]
-    if ftype == "INBOUNDCALL":
-        out += ["  initialGreeting:", "    tts: %s" % q("Welcome to %s." % name)]
-    out += ["  tasks:", "    - task:", "        name: Main Task", "        refId: Main Task_10", "        actions:"]
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in _LIT_NAME_KEYS and lit_name(v) is not _MISSING:
+                    add(_LIT_NAME_KEYS[k], lit_name(v))
+                    walk({kk: vv for kk, vv in v.items() if kk != "lit"})
+                elif k == "skills" and isinstance(v, list):
+                    for item in v:
+                        if lit_name(item) is not _MISSING:
+                            add("skill", lit_name(item))
+                        else:
+                            walk(item)
+                elif k == "targetFlow" and isinstance(v, dict) and "name" in v:
+                    add("flow", v["name"])
+                    walk({kk: vv for kk, vv in v.items() if kk != "name"})
+                elif k == "commonModule" and isinstance(v, dict):
+                    for module, inner in v.items():
+                        add("common module", module)
+                        walk(inner)
+                elif k == "dataTable" and isinstance(v, dict):
+                    for table, inner in v.items():
+                        add("data table", table)
+                        walk(inner)
+                elif (k == "category" and isinstance(v, dict) and v
+                      and all(isinstance(c, dict) and isinstance(c.get("dataAction"), dict) for c in v.values())):
+                    for category, inner in v.items():
+                        for action_name, action_body in inner["dataAction"].items():
+                            add("data action", (category, action_name))
+                            walk(action_body)
+                        walk({kk: vv for kk, vv in inner.items() if kk != "dataAction"})
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, str):
+            for m in _PROMPT_RE.finditer(node):
+                add("prompt", m.group(1))
 
-    def action(kind, label, body=()):
-        out.append("          - %s:" % kind)
-        out.append("              name: %s" % q(label))
-        out.extend("              " + b for b in body)
-
-    def ref(field, rname, rid):
-        return ["%s:" % field, "  name: %s" % q(rname), "  id: %s" % rid]
-
-    for gname, gid in refs.get("scheduleGroups", ()):
-        action("evaluateScheduleGroup", "Check %s" % gname, ref("scheduleGroup", gname, gid))
-    skills = list(refs.get("skills", ()))
-    for n_queue, (qname, qid) in enumerate(refs.get("queues", ())):
-        body = ref("targetQueue", qname, qid)
-        if n_queue == 0 and skills:
-            body.append("skills:")
-            for sname, sid in skills:
-                body += ["  - name: %s" % q(sname), "    id: %s" % sid]
-        body += ["priority:", "  lit: 0"]
-        action("transferToAcd", "Transfer to %s" % qname, body)
-    if skills and not refs.get("queues"):
-        body = ["skills:"]
-        for sname, sid in skills:
-            body += ["  - name: %s" % q(sname), "    id: %s" % sid]
-        action("setRoutingData", "Set routing skills", body)
-    for wname, wid in refs.get("wrapupCodes", ()):
-        action("setWrapupCode", "Set wrap-up %s" % wname, ref("wrapupCode", wname, wid))
-    for uname, uid in refs.get("users", ()):
-        action("transferToUser", "Transfer to %s" % uname, ref("targetUser", uname, uid))
-    for fname, fid, tftype in refs.get("flows", ()):
-        if tftype == "COMMONMODULE":
-            action("callCommonModule", "Call %s" % fname, ref("commonModule", fname, fid))
-        else:
-            action("transferToFlow", "Transfer to %s" % fname, ref("targetFlow", fname, fid))
-    action("disconnect", "Disconnect")
-    return "\n".join(out) + "\n"
+    walk({k: v for k, v in body.items() if k not in ("name", "description", "division")})
+    if errors:
+        raise FlowYamlError(errors)
+    return {"type": ftype, "typeKey": key, "name": name, "description": description, "division": division,
+            "references": refs}
 
 
 class _FlowExportJob:
@@ -539,6 +777,121 @@ class _FlowExportJob:
         self.flow_ids = flow_ids
         self.documents = []             # YAML texts in request order (snapshot at creation)
         self.messages = []              # [{"type", "text"}] -> Failure
+
+
+class _PromptUpload:
+    """A presigned upload of one prompt resource's audio (PUT on the download host)."""
+
+    def __init__(self, prompt_id, language):
+        self.id = str(uuid.uuid4())
+        self.prompt_id = prompt_id
+        self.language = language
+        self.headers = {"Content-Type": "audio/wav", "x-amz-server-side-encryption": "AES256",
+                        "x-amz-meta-upload-id": self.id}
+
+
+class _PromptMedia:
+    """What a prompt's mediaUri serves: the audio bytes as they were when the URL was signed."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+_ASSET_WRITABLE = frozenset({"language", "ttsString", "text", "tags"})
+_ASSET_IGNORED = frozenset({"name", "promptId", "mediaUri", "audioFormat", "uploadStatus", "uploadUri",
+                            "languageDefault", "durationSeconds", "selfUri"})
+_SCHEMA_FIELDS = frozenset({"id", "$schema", "title", "description", "type", "required", "properties",
+                            "additionalProperties"})
+
+
+def _schema_columns(schema, strict=False):
+    """{column: type} of a data table schema (JsonSchemaDocument); strict: 400 unless it is one the platform
+    accepts (object type, a string `key` property, required ["key", ...], column types string|integer|number|
+    boolean, additionalProperties false, only JsonSchemaDocument fields)."""
+    if not strict:
+        props = schema.get("properties") if isinstance(schema, dict) else None
+        return {c: (p or {}).get("type") for c, p in (props or {}).items() if isinstance(p, dict)}
+    if not isinstance(schema, dict):
+        raise _bad("schema must be a JsonSchemaDocument object.", field="schema")
+    unknown = sorted(set(schema) - _SCHEMA_FIELDS)
+    if unknown:
+        raise _bad("Unrecognized field(s) of the schema: %s." % ", ".join(unknown), field="schema." + unknown[0])
+    if schema.get("type") != "object":
+        raise _bad("schema.type must be \"object\".", field="schema.type")
+    props = schema.get("properties")
+    if not isinstance(props, dict) or not props:
+        raise _bad("schema.properties must be an object of columns.", field="schema.properties")
+    key = props.get("key")
+    if not isinstance(key, dict) or key.get("type") != "string":
+        raise _bad("schema.properties.key must be a column of type string.", field="schema.properties.key")
+    columns = {}
+    for column, prop in props.items():
+        where = "schema.properties.%s" % column
+        if not isinstance(column, str) or not column:
+            raise _bad("A column name must be a non-empty string.", field="schema.properties")
+        if not isinstance(prop, dict) or prop.get("type") not in _COLUMN_TYPES:
+            raise _bad("Column %r needs a type in %s." % (column, "|".join(_COLUMN_TYPES)), field=where + ".type")
+        if "displayOrder" in prop and type(prop["displayOrder"]) is not int:
+            raise _bad("%s.displayOrder must be an integer." % where, field=where + ".displayOrder")
+        for text_field in ("title", "$id", "description"):
+            if text_field in prop and not isinstance(prop[text_field], str):
+                raise _bad("%s.%s must be a string." % (where, text_field), field=where + "." + text_field)
+        columns[column] = prop["type"]
+    required = schema.get("required")
+    if not isinstance(required, list) or "key" not in required or any(r not in props for r in required):
+        raise _bad("schema.required must list \"key\" (and only columns of the table).", field="schema.required")
+    if schema.get("additionalProperties") is not False:
+        raise _bad("schema.additionalProperties must be false.", field="schema.additionalProperties")
+    return columns
+
+
+def _column_value_ok(ctype, value):
+    if ctype == "string":
+        return isinstance(value, str)
+    if ctype == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if ctype == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ctype == "boolean":
+        return isinstance(value, bool)
+    return False
+
+
+def _is_wav(data):
+    return len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+
+
+def _wav_duration(data):
+    """Seconds of audio in a RIFF/WAVE file (its data chunk over the fmt chunk's byte rate); 3 decimals."""
+    pos, byte_rate, size = 12, None, None
+    while pos + 8 <= len(data):
+        cid, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if cid == b"fmt " and length >= 12:
+            byte_rate = int.from_bytes(data[pos + 16:pos + 20], "little")
+        elif cid == b"data":
+            size = min(length, len(data) - pos - 8)
+            break
+        pos += 8 + length + (length & 1)
+    if not byte_rate:
+        byte_rate = 16000
+    if size is None:
+        size = max(0, len(data) - 44)
+    return round(size / float(byte_rate), 3)
+
+
+def make_wav(seed=0, data_bytes=400, rate=8000):
+    """A small valid WAV (RIFF/WAVE, PCM 16-bit mono at `rate` Hz) of data_bytes bytes of samples, the same
+    for the same seed."""
+    rng = random.Random("wav:%s" % (seed,))
+    data_bytes -= data_bytes % 2
+    samples = bytes(rng.getrandbits(8) for _ in range(data_bytes))
+    fmt = (b"fmt " + (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (1).to_bytes(2, "little")
+           + rate.to_bytes(4, "little") + (rate * 2).to_bytes(4, "little") + (2).to_bytes(2, "little")
+           + (16).to_bytes(2, "little"))
+    body = b"WAVE" + fmt + b"data" + len(samples).to_bytes(4, "little") + samples
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
 
 
 class _FlowImportJob:
@@ -562,8 +915,12 @@ class _ConfigOrg:
 
     def _init_config(self):
         self.flow_content = {}              # flow id -> YAML text (never in an API answer)
+        self.flow_deps = {}                 # flow id -> [dependency records] of its published content
         self._queue_wrapups = {}            # queue id -> [wrap-up code ids] (the queue's sub-resource)
-        self._flow_uuid_cache = {}          # flow id -> (text, frozenset of lower-case UUIDs in it)
+        self.prompt_resources = {}          # prompt id -> {language: PromptAsset as stored (no mediaUri)}
+        self.prompt_audio = {}              # (prompt id, language) -> bytes of a transcoded resource
+        self._prompt_pending = {}           # (prompt id, language) -> (due monotonic, uploaded bytes)
+        self.table_rows = {}                # data table id -> {key: row}
         self._tampers = collections.defaultdict(collections.deque)
         self._flow_export_jobs = {}
         self._flow_import_jobs = {}
@@ -599,11 +956,100 @@ class _ConfigOrg:
             self._queue_wrapups[queue_id] = list(code_ids)
 
     def set_flow_content(self, flow_id, text):
+        """Stores a flow's YAML as its content without a job or checks (None removes it) and records what it
+        names: every name that resolves in the org now (names without an object, or a document the import would
+        refuse, record nothing). What a published flow names cannot be deleted (409)."""
         with self.lock:
             if text is None:
                 self.flow_content.pop(flow_id, None)
+                self.flow_deps.pop(flow_id, None)
             else:
                 self.flow_content[flow_id] = text
+                self._index_flow(flow_id)
+
+    def flow_dependencies(self, flow_id):
+        """What the flow's published content names, as the consumedresources endpoint lists it (Dependency
+        objects, sorted by name, then type: a skill and a language may share a name)."""
+        with self.lock:
+            return sorted((self._render_dependency(d) for d in self.flow_deps.get(flow_id, ())),
+                          key=lambda d: (_name_key(d)[:2], d["type"], d["id"]))
+
+    def remove_object(self, kind, object_id):
+        """Removes an object bypassing the API's in-use checks (the platform losing something a flow uses) and
+        returns it; KeyError if unknown. A flow that named it keeps the dependency record, listed with
+        "deleted": true. Sub-resources go with it (queue wrap-up codes, flow content, prompt resources, rows)."""
+        with self.lock:
+            obj = self.objects[kind].pop(object_id)
+            self._drop_sub_resources(kind, object_id)
+            return obj
+
+    def add_did_pool(self, start, end, **fields):
+        """A DID pool [start, end] (E.164 strings, inclusive; same length). Returns its id."""
+        for number in (start, end):
+            if not isinstance(number, str) or not _E164_RE.match(number):
+                raise ValueError("%r is not an E.164 number" % (number,))
+        if len(start) != len(end) or int(end[1:]) < int(start[1:]):
+            raise ValueError("a DID pool needs start <= end, of the same length")
+        pid = fields.pop("id", None) or str(uuid.uuid4())
+        now = _now_iso()
+        obj = {"id": pid, "startPhoneNumber": start, "endPhoneNumber": end, "state": "active", "version": 1,
+               "dateCreated": now, "dateModified": now}
+        obj.update(fields)
+        obj["selfUri"] = "%s/%s" % (_SELF_URI_BASE["didpools"], pid)
+        with self.lock:
+            self.objects["didpools"][pid] = obj
+        return pid
+
+    def add_data_action(self, category, name, integration_id=None, **fields):
+        """A data action (read only through the API) known by (category, name); ValueError if the org has one
+        already. Returns its id."""
+        with self.lock:
+            if any(a.get("category") == category and a.get("name") == name
+                   for a in self.objects["dataactions"].values()):
+                raise ValueError("data action %r/%r exists already" % (category, name))
+            aid = fields.pop("id", None) or str(uuid.uuid4())
+            obj = {"id": aid, "name": name, "category": category,
+                   "integrationId": integration_id or str(uuid.uuid5(uuid.NAMESPACE_URL, "%s/%s" % (self.org_id,
+                                                                                                  category)))}
+            obj.update(fields)
+            obj["selfUri"] = "%s/%s" % (_SELF_URI_BASE["dataactions"], aid)
+            self.objects["dataactions"][aid] = obj
+            return aid
+
+    def add_prompt_resource(self, prompt_id, language, tts=None, text=None, audio=None):
+        """A prompt resource written directly (no upload, no delay): `transcoded` with that audio (bytes; not
+        RIFF/WAVE -> `transcodeFailed`), or `created` without audio (TTS only). Returns the stored PromptAsset."""
+        language = language.lower()
+        with self.lock:
+            if prompt_id not in self.objects["prompts"]:
+                raise KeyError("unknown prompt %r" % prompt_id)
+            assets = self.prompt_resources.setdefault(prompt_id, {})
+            asset = {"id": str(uuid.uuid4()), "promptId": prompt_id, "language": language}
+            if tts is not None:
+                asset["ttsString"] = tts
+            if text is not None:
+                asset["text"] = text
+            asset["uploadStatus"] = "created"
+            asset["languageDefault"] = not assets or bool(assets.get(language, {}).get("languageDefault"))
+            asset["selfUri"] = "%s/%s/resources/%s" % (_SELF_URI_BASE["prompts"], prompt_id, language)
+            assets[language] = asset
+            self.prompt_audio.pop((prompt_id, language), None)
+            if audio is not None:
+                self._transcoded(prompt_id, language, bytes(audio))
+            return dict(self.prompt_resources[prompt_id][language])
+
+    def set_table_rows(self, table_id, rows):
+        """Replaces a data table's rows (each checked against its schema like a POST; ValueError if not)."""
+        with self.lock:
+            table = self.objects["datatables"][table_id]
+            out = {}
+            for row in rows:
+                try:
+                    row = self._check_row(table, row)
+                except _Reply as r:
+                    raise ValueError(r.message)
+                out[row["key"]] = row
+            self.table_rows[table_id] = out
 
     def flow_export_job(self, job_id):
         return self._flow_export_jobs.get(job_id)
@@ -623,6 +1069,10 @@ class _ConfigOrg:
     # ---- routing --------------------------------------------------------------------------
     def _route_config(self, m, parts, rec, body):
         """(status, answer) for a section-8 path, or None if the path is not one."""
+        if parts == ["architect", "dependencytracking", "consumedresources"]:
+            if m != "GET":
+                raise _method_not_allowed(m, CONSUMED_RESOURCES_PATH)
+            return self._consumed_resources(rec.query)
         if len(parts) >= 2 and parts[0] == "flows":
             if parts[1] == "actions":
                 if parts[2:] == ["publish"] and m == "POST":
@@ -653,18 +1103,22 @@ class _ConfigOrg:
         if not rest:
             if m == "GET":
                 return self._config_list(kind, rec.query)
-            if m == "POST" and kind != "users":
+            if m == "POST" and kind not in _READ_ONLY_KINDS:
                 return self._config_create(kind, _json_body(body))
             raise _method_not_allowed(m, base)
-        oid = rest[0]
+        oid = unquote(rest[0])
         if len(rest) == 1:
             if m == "GET":
-                return self._config_get(kind, oid)
+                return self._config_get(kind, oid, rec.query)
             if m == "PUT" and kind not in _NO_PUT:
                 return self._config_update(kind, oid, _json_body(body))
-            if m == "DELETE" and kind != "users":
-                return self._config_delete(kind, oid)
+            if m == "DELETE" and kind not in _READ_ONLY_KINDS:
+                return self._config_delete(kind, oid, rec.query)
             raise _method_not_allowed(m, base + "/{id}")
+        if kind == "prompts" and rest[1] == "resources":
+            return self._route_prompt_resources(m, oid, rest[2:], rec, body)
+        if kind == "datatables" and rest[1] == "rows":
+            return self._route_table_rows(m, oid, rest[2:], rec, body)
         if kind == "queues" and rest[1] == "wrapupcodes":
             if len(rest) == 2:
                 if m == "GET":
@@ -708,44 +1162,60 @@ class _ConfigOrg:
             answer["previousUri"] = uri(min(number - 1, max(count, 1)))
         return answer
 
-    def _page(self, kind, items, query, size, number, base, properties=True):
-        """Filters (name), sorts by name and cuts one page; call under self.lock."""
+    def _page(self, kind, items, query, size, number, base, expand=None, listing=True):
+        """Filters (name), sorts by name (DID pools: by start number) and cuts one page; call under self.lock."""
         if "name" in query:
             match = _name_matcher(query["name"])
             items = [o for o in items if match(o.get("name"))]
-        items = sorted(items, key=_name_key)
+        if kind == "didpools":
+            items = sorted(items, key=lambda o: (len(o.get("startPhoneNumber", "")), o.get("startPhoneNumber", ""),
+                                                 o.get("id", "")))
+        else:
+            items = sorted(items, key=_name_key)
         page = items[(number - 1) * size: number * size]
-        entities = [self._render(kind, o, properties) for o in page]
+        entities = [self._render(kind, o, expand, listing) for o in page]
         return self._listing(base, query, entities, size, number, len(items))
 
     def _config_list(self, kind, query):
         size, number = self._paging(query, MAX_PAGE_SIZE.get(kind, 100))
-        properties = kind != "trunkbasesettings" or "properties" in query.get("expand", "").split(",")
+        if kind == "prompts":
+            self._step_prompt_transcodes(time.monotonic())
         with self.lock:
             items = self.objects[kind].values()
             if kind == "flows" and query.get("type"):
                 wanted = {t.strip().upper() for t in query["type"].split(",") if t.strip()}
                 items = [o for o in items if str(o.get("type", "")).upper() in wanted]
-            return 200, self._page(kind, items, query, size, number, _SELF_URI_BASE[kind], properties)
+            if kind == "dataactions" and query.get("category"):
+                items = [o for o in items if o.get("category") == query["category"]]
+            return 200, self._page(kind, items, query, size, number, _SELF_URI_BASE[kind], _expand(query))
 
-    def _render(self, kind, obj, properties=True):
-        """The API view of a stored object: a shallow copy with the division's current name."""
+    def _render(self, kind, obj, expand=None, listing=False):
+        """The API view of a stored object: a shallow copy with the division's current name. expand (a set, None:
+        everything): trunk lists show `properties` and data tables `schema` only when asked; prompts carry
+        their resources."""
         out = dict(obj)
         div = out.get("division")
         if isinstance(div, dict):
             d = self.objects["divisions"].get(div.get("id"))
             if d is not None:
                 out["division"] = {"id": d["id"], "name": d.get("name"), "selfUri": d.get("selfUri")}
-        if not properties:
+        if kind == "trunkbasesettings" and listing and expand is not None and "properties" not in expand:
             out.pop("properties", None)
+        elif kind == "datatables" and expand is not None and "schema" not in expand:
+            out.pop("schema", None)
+        elif kind == "prompts":
+            assets = self.prompt_resources.get(obj["id"], {})
+            out["resources"] = [self._render_asset(assets[language]) for language in sorted(assets)]
         return out
 
-    def _config_get(self, kind, oid):
+    def _config_get(self, kind, oid, query=None):
+        if kind == "prompts":
+            self._step_prompt_transcodes(time.monotonic())
         with self.lock:
             obj = self.objects[kind].get(oid)
             if obj is None:
                 raise _Reply(404, "not.found", "%s %s not found." % (kind, oid))
-            return 200, self._render(kind, obj)
+            return 200, self._render(kind, obj, _expand(query or {}))
 
     # ---- create / update ------------------------------------------------------------------
     def _config_create(self, kind, body):
@@ -923,6 +1393,10 @@ class _ConfigOrg:
                 if value is None:
                     continue
                 value = self._entity_ref("flows", value, key, "Flow")
+            elif key in ("whisperPrompt", "onHoldPrompt"):
+                if value is None:
+                    continue
+                value = self._entity_ref("prompts", value, key, "Prompt")
             elif key == "mediaSettings" and not isinstance(value, dict):
                 raise _bad("mediaSettings must be an object.", field=key)
             if value is not None:
@@ -993,6 +1467,106 @@ class _ConfigOrg:
                     raise _bad("%s must be an object with a string id." % key, field=key)
                 f[key] = b[key]
 
+    def _check_prompts(self, b, f, current):
+        if not _PROMPT_NAME_RE.match(f["name"]):
+            raise _bad("A prompt name holds letters, digits and _ and starts with a letter; got %r." % f["name"],
+                       field="name")
+
+    def _check_datatables(self, b, f, current):
+        schema = b.get("schema")
+        if schema is None:
+            if current is None:
+                raise _bad("schema is required (a JsonSchemaDocument with a string key column).", field="schema")
+            f["schema"] = current.get("schema")
+            return
+        columns = _schema_columns(schema, strict=True)
+        if current is not None:
+            old = _schema_columns(current.get("schema") or {})
+            dropped = [c for c in old if c not in columns]
+            if dropped:
+                raise _bad("A data table's schema may only gain columns; this one drops %s." % ", ".join(
+                    repr(c) for c in dropped), field="schema.properties")
+            changed = [c for c in old if columns[c] != old[c]]
+            if changed:
+                raise _bad("A data table's columns keep their types; %s changed." % ", ".join(
+                    repr(c) for c in changed), field="schema.properties")
+        f["schema"] = copy.deepcopy(schema)
+
+    def _in_did_pool(self, number):
+        digits = int(number[1:])
+        for pool in self.objects["didpools"].values():
+            start, end = pool.get("startPhoneNumber") or "", pool.get("endPhoneNumber") or ""
+            if (len(start) == len(number) == len(end) and start[1:].isdigit() and end[1:].isdigit()
+                    and int(start[1:]) <= digits <= int(end[1:])):
+                return True
+        return False
+
+    def _check_ivrs(self, b, f, current):
+        dnis = b.get("dnis")
+        if dnis is None:
+            dnis = []
+        if not isinstance(dnis, list):
+            raise _bad("dnis must be a list of E.164 numbers.", field="dnis")
+        for i, number in enumerate(dnis):
+            if not isinstance(number, str) or not _E164_RE.match(number):
+                raise _bad("dnis[%d] %r is not an E.164 number (+ and digits)." % (i, number), field="dnis[%d]" % i)
+            if number in dnis[:i]:
+                raise _bad("dnis lists %s twice." % number, field="dnis[%d]" % i)
+        for i, number in enumerate(dnis):
+            if not self._in_did_pool(number):
+                raise _Reply(400, "bad.request", "The number %s (dnis[%d]) is not in any DID pool of the org." % (
+                    number, i), details=[{"errorCode": "bad.request", "fieldName": "dnis[%d]" % i,
+                                          "entityName": number}])
+        for key in ("openHoursFlow", "closedHoursFlow", "holidayHoursFlow"):
+            if b.get(key) is not None:
+                f[key] = self._entity_ref("flows", b[key], key, "Flow")
+        if b.get("scheduleGroup") is not None:
+            f["scheduleGroup"] = self._entity_ref("schedulegroups", b["scheduleGroup"], "scheduleGroup",
+                                                  "Schedule group")
+        own = current.get("id") if current is not None else None
+        for other in self.objects["ivrs"].values():
+            if other.get("id") == own:
+                continue
+            taken = [n for n in dnis if n in (other.get("dnis") or ())]
+            if taken:
+                raise _Reply(409, "general.conflict", "The number %s is already assigned to IVR %s (%s)." % (
+                    taken[0], other.get("name"), other["id"]),
+                    details=[{"errorCode": "general.conflict", "fieldName": "dnis", "entityId": other["id"],
+                              "entityName": str(other.get("name"))}])
+        f["dnis"] = list(dnis)
+
+    def _check_emergencygroups(self, b, f, current):
+        enabled = b.get("enabled", False)
+        if enabled is None:
+            enabled = False
+        if not isinstance(enabled, bool):
+            raise _bad("enabled must be a boolean.", field="enabled")
+        f["enabled"] = enabled
+        flows = b.get("emergencyCallFlows")
+        if flows is None:
+            flows = []
+        if not isinstance(flows, list):
+            raise _bad("emergencyCallFlows must be a list.", field="emergencyCallFlows")
+        out = []
+        for i, entry in enumerate(flows):
+            where = "emergencyCallFlows[%d]" % i
+            if not isinstance(entry, dict):
+                raise _bad("%s must be an object." % where, field=where)
+            unknown = sorted(set(entry) - {"emergencyFlow", "ivrs"})
+            if unknown:
+                raise _bad("Unrecognized field(s) of %s (EmergencyCallFlow): %s." % (where, ", ".join(unknown)),
+                           field=where + "." + unknown[0])
+            item = {}
+            if entry.get("emergencyFlow") is not None:
+                item["emergencyFlow"] = self._entity_ref("flows", entry["emergencyFlow"], where + ".emergencyFlow",
+                                                         "Flow")
+            ivrs = entry.get("ivrs") or []
+            if not isinstance(ivrs, list):
+                raise _bad("%s.ivrs must be a list." % where, field=where + ".ivrs")
+            item["ivrs"] = [self._entity_ref("ivrs", r, "%s.ivrs[%d]" % (where, k), "IVR") for k, r in enumerate(ivrs)]
+            out.append(item)
+        f["emergencyCallFlows"] = out
+
     def _check_unique(self, kind, name, ftype, exclude_id):
         for o in self.objects[kind].values():
             if o.get("name") == name and o.get("id") != exclude_id and (kind != "flows" or o.get("type") == ftype):
@@ -1047,7 +1621,8 @@ class _ConfigOrg:
             target[path[-1]] = copy.deepcopy(value)
 
     # ---- delete ---------------------------------------------------------------------------
-    def _config_delete(self, kind, oid):
+    def _config_delete(self, kind, oid, query=None):
+        query = query or {}
         with self.lock:
             obj = self.objects[kind].get(oid)
             if obj is None:
@@ -1060,24 +1635,33 @@ class _ConfigOrg:
                 raise _Reply(409, "general.conflict", "%s %s (%s) is in use by %s." % (kind, oid, obj.get("name"), user),
                              details=[{"errorCode": "general.conflict", "entityId": oid,
                                        "entityName": str(obj.get("name"))}])
+            if kind == "prompts" and self.prompt_resources.get(oid) and \
+                    str(query.get("allResources", "")).lower() != "true":
+                raise _Reply(409, "general.conflict", "Prompt %s (%s) has %d resource(s); delete it with "
+                             "allResources=true." % (oid, obj.get("name"), len(self.prompt_resources[oid])),
+                             details=[{"errorCode": "general.conflict", "entityId": oid,
+                                       "entityName": str(obj.get("name"))}])
+            if kind == "datatables" and self.table_rows.get(oid) and str(query.get("force", "")).lower() != "true":
+                raise _Reply(409, "general.conflict", "Data table %s (%s) holds %d row(s); delete it with force=true."
+                             % (oid, obj.get("name"), len(self.table_rows[oid])),
+                             details=[{"errorCode": "general.conflict", "entityId": oid,
+                                       "entityName": str(obj.get("name"))}])
             del self.objects[kind][oid]
-            if kind == "queues":
-                self._queue_wrapups.pop(oid, None)
-            elif kind == "flows":
-                self.flow_content.pop(oid, None)
-                self._flow_uuid_cache.pop(oid, None)
+            self._drop_sub_resources(kind, oid)
         return 204, None
 
-    def _flow_uuids(self, flow_id):
-        text = self.flow_content.get(flow_id)
-        if not text:
-            return frozenset()
-        cached = self._flow_uuid_cache.get(flow_id)
-        if cached is not None and cached[0] is text:
-            return cached[1]
-        found = frozenset(u.lower() for u in UUID_RE.findall(text))
-        self._flow_uuid_cache[flow_id] = (text, found)
-        return found
+    def _drop_sub_resources(self, kind, oid):
+        if kind == "queues":
+            self._queue_wrapups.pop(oid, None)
+        elif kind == "flows":
+            self.flow_content.pop(oid, None)
+            self.flow_deps.pop(oid, None)
+        elif kind == "prompts":
+            for language in self.prompt_resources.pop(oid, {}):
+                self.prompt_audio.pop((oid, language), None)
+                self._prompt_pending.pop((oid, language), None)
+        elif kind == "datatables":
+            self.table_rows.pop(oid, None)
 
     @staticmethod
     def _bullseye_skill_ids(queue):
@@ -1113,11 +1697,27 @@ class _ConfigOrg:
             for g in objs["schedulegroups"].values():
                 if any(isinstance(r, dict) and r.get("id") == oid for key in _SCHEDULE_LISTS for r in g.get(key) or []):
                     return "schedule group %s (%s)" % (g["id"], g.get("name"))
+        elif kind == "schedulegroups":
+            for ivr in objs["ivrs"].values():
+                if (ivr.get("scheduleGroup") or {}).get("id") == oid:
+                    return "IVR %s (%s)" % (ivr["id"], ivr.get("name"))
+        elif kind == "prompts":
+            for q in objs["queues"].values():
+                for key in ("whisperPrompt", "onHoldPrompt"):
+                    if isinstance(q.get(key), dict) and q[key].get("id") == oid:
+                        return "the %s of queue %s (%s)" % (key, q["id"], q.get("name"))
+        elif kind == "ivrs":
+            for g in objs["emergencygroups"].values():
+                if any(isinstance(r, dict) and r.get("id") == oid
+                       for e in g.get("emergencyCallFlows") or () for r in e.get("ivrs") or ()):
+                    return "emergency group %s (%s)" % (g["id"], g.get("name"))
         if kind != "flows":
-            low = oid.lower()
-            for fid, flow in objs["flows"].items():
-                if low in self._flow_uuids(fid):
-                    return "the content of flow %s (%s)" % (fid, flow.get("name"))
+            for fid, deps in self.flow_deps.items():
+                flow = objs["flows"].get(fid)
+                if flow is None or not flow.get("publishedVersion"):
+                    continue
+                if any(d["kind"] == kind and d["id"] == oid for d in deps):
+                    return "the published flow %s (%s)" % (fid, flow.get("name"))
         return None
 
     # ---- queue wrap-up codes --------------------------------------------------------------
@@ -1189,14 +1789,16 @@ class _ConfigOrg:
             new["publishedVersion"] = self._next_version(flow)
             new["active"] = True
             self.objects["flows"][fid] = new
+            self._index_flow(fid)
         return 200, {"id": str(uuid.uuid4()), "complete": True, "actionName": "PUBLISH", "actionStatus": "SUCCESS"}
 
     def _flow_document(self, flow):
+        """The published text, exactly; a flow without content (a shell) gets a minimal document."""
         text = self.flow_content.get(flow["id"])
         if not text:
             div = self._render("flows", flow).get("division") or self._home_ref()
             text = _flow_yaml(flow.get("type") if flow.get("type") in FLOW_TYPES else "INBOUNDCALL",
-                              flow.get("name", ""), flow.get("description"), (div.get("name"), div.get("id")))
+                              flow.get("name", ""), flow.get("description"), div.get("name"))
         return text if text.endswith("\n") else text + "\n"
 
     def _flow_export_create(self, payload):
@@ -1308,39 +1910,416 @@ class _ConfigOrg:
             return fail("The file is not UTF-8.")
         try:
             info = parse_flow_yaml(text)
-        except ValueError as exc:
-            return fail(str(exc))
-        missing = [u for u in info["uuids"] if self.find_object(u)[0] is None]
-        if missing:
-            return fail(*("Unable to resolve the object with id '%s' that the flow refers to." % u for u in missing))
-        flows = self.objects["flows"]
+        except FlowYamlError as exc:
+            return fail(*exc.messages)
+        problems = []
         division = None
-        if info["divisionId"]:
-            d = self.objects["divisions"].get(info["divisionId"])
+        if info["division"] is not None:
+            d = self._find_by_name("divisions", info["division"])
             if d is None:
-                return fail("The division id '%s' of the flow is not a division." % info["divisionId"])
-            division = {"id": d["id"], "name": d.get("name"), "selfUri": d.get("selfUri")}
-        existing = next((o for o in flows.values()
-                         if o.get("name") == info["name"] and o.get("type") == info["type"]), None)
-        if existing is not None:
+                problems.append("Unable to find division '%s'" % info["division"])
+            else:
+                division = {"id": d["id"], "name": d.get("name"), "selfUri": d.get("selfUri")}
+        flows = self.objects["flows"]
+        existing = self._find_by_name("flows", info["name"], info["type"])
+        if existing is not None:                # a shell or a published flow: it keeps division and description
             obj = dict(existing)
         else:
             fid = str(uuid.uuid4())
-            obj = {"id": fid, "name": info["name"], "type": info["type"], "division": self._home_ref(),
+            obj = {"id": fid, "name": info["name"], "type": info["type"], "division": division or self._home_ref(),
                    "active": False, "system": False, "deleted": False,
                    "selfUri": "%s/%s" % (_SELF_URI_BASE["flows"], fid)}
-        if division is not None:
-            obj["division"] = division
-        if info["description"] is not None:
-            obj["description"] = info["description"]
+            if info["description"] is not None:
+                obj["description"] = info["description"]
+        deps, missing = self._resolve_references(info, obj)
+        problems += missing
+        if problems:
+            return fail(*problems)
         obj["publishedVersion"] = self._next_version(obj)
         obj["active"] = True
         self._apply_tamper("flows", obj)
         flows[obj["id"]] = obj
         self.flow_content[obj["id"]] = text
+        self.flow_deps[obj["id"]] = deps
         job.flow_id = obj["id"]
         job.status = "Success"
         job.messages = []
+
+    # ---- names and dependencies -----------------------------------------------------------------
+    def _find_by_name(self, kind, name, ftype=None):
+        """The object of a kind with exactly that name (flows: and type), or None. Under self.lock."""
+        for o in self.objects[kind].values():
+            if o.get("name") == name and (ftype is None or o.get("type") == ftype):
+                return o
+        return None
+
+    def _resolve_references(self, info, self_flow=None):
+        """([dependency records], [Failure messages]) for what a parsed document names, resolved by name in this
+        org (case-sensitively; flows by name and type; data actions by category and name). self_flow: the flow
+        the document fills (a document may name its own flow). Under self.lock."""
+        deps, missing, seen = [], [], set()
+        for kind, name in info["references"]:
+            okind, dtype = REFERENCE_KINDS[kind]
+            if kind in ("flow", "common module"):
+                ftype = info["type"] if kind == "flow" else "COMMONMODULE"
+                dtype = flow_dependency_type(ftype)
+                if self_flow is not None and self_flow.get("name") == name and self_flow.get("type") == ftype:
+                    obj = self_flow
+                else:
+                    obj = self._find_by_name("flows", name, ftype)
+            elif kind == "data action":
+                obj = next((a for a in self.objects["dataactions"].values()
+                            if a.get("category") == name[0] and a.get("name") == name[1]), None)
+            else:
+                obj = self._find_by_name(okind, name)
+            if obj is None:
+                missing.append("Unable to find %s '%s'" % (kind, "/".join(name) if kind == "data action" else name))
+                continue
+            if (okind, obj["id"]) in seen:
+                continue
+            seen.add((okind, obj["id"]))
+            record = {"kind": okind, "id": obj["id"], "name": obj.get("name"), "type": dtype}
+            version = (obj.get("publishedVersion") or {}).get("id") if okind == "flows" else None
+            if version:
+                record["version"] = version
+            deps.append(record)
+        return deps, missing
+
+    def _index_flow(self, flow_id):
+        """Records what a flow's stored content names (what resolves now). Under self.lock."""
+        text = self.flow_content.get(flow_id)
+        flow = self.objects["flows"].get(flow_id)
+        deps = []
+        if text and flow is not None:
+            try:
+                info = parse_flow_yaml(text)
+            except ValueError:
+                info = None
+            if info is not None:
+                deps, _ = self._resolve_references(info, flow)
+        self.flow_deps[flow_id] = deps
+        return deps
+
+    def _render_dependency(self, record):
+        obj = self.objects[record["kind"]].get(record["id"])
+        out = {"id": record["id"], "name": obj.get("name") if obj is not None else record["name"],
+               "type": record["type"]}
+        if record.get("version"):
+            out["version"] = record["version"]
+        out.update(deleted=obj is None, updated=False, stateUnknown=False)
+        return out
+
+    def _consumed_resources(self, query):
+        fid = query.get("id")
+        if not fid:
+            raise _bad("The query parameter id is required.", field="id")
+        object_type = query.get("objectType")
+        if not object_type:
+            raise _bad("The query parameter objectType is required (e.g. INBOUNDCALLFLOW).", field="objectType")
+        size, number = self._paging(query, 100)
+        wanted = {t.strip() for t in query.get("resourceType", "").split(",") if t.strip()}
+        with self.lock:
+            flow = self.objects["flows"].get(fid)
+            if flow is None:
+                raise _Reply(404, "not.found", "Flow %s not found." % fid)
+            expected = flow_dependency_type(flow.get("type"))
+            if object_type != expected:
+                raise _bad("objectType %s does not match flow %s, a %s flow: use %s." % (
+                    object_type, fid, flow.get("type"), expected), field="objectType")
+            published = (flow.get("publishedVersion") or {}).get("id")
+            version = query.get("version") or published
+            if published is None or version != published:
+                raise _Reply(404, "not.found", "Version %s of flow %s not found (published version: %s)." % (
+                    version, fid, published or "none"))
+            items = [self._render_dependency(d) for d in self.flow_deps.get(fid, ())]
+        if wanted:
+            items = [d for d in items if d["type"] in wanted]
+        items.sort(key=_name_key)
+        page = items[(number - 1) * size: number * size]
+        return 200, self._listing(CONSUMED_RESOURCES_PATH, query, page, size, number, len(items))
+
+    # ---- prompt resources ---------------------------------------------------------------------------
+    def _route_prompt_resources(self, m, pid, rest, rec, body):
+        base = _SELF_URI_BASE["prompts"] + "/{id}/resources"
+        if not rest:
+            if m == "GET":
+                return self._prompt_assets_list(pid, rec.query)
+            if m == "POST":
+                return self._prompt_asset_create(pid, _json_body(body))
+            raise _method_not_allowed(m, base)
+        language = unquote(rest[0]).lower()
+        if len(rest) == 1:
+            if m == "GET":
+                return self._prompt_asset_get(pid, language)
+            if m == "PUT":
+                return self._prompt_asset_update(pid, language, _json_body(body))
+            if m == "DELETE":
+                return self._prompt_asset_delete(pid, language)
+            raise _method_not_allowed(m, base + "/{language}")
+        if rest[1:] == ["uploads"]:
+            if m == "POST":
+                return self._prompt_upload_create(pid, language)
+            raise _method_not_allowed(m, base + "/{language}/uploads")
+        return None
+
+    def _prompt_or_404(self, pid):
+        prompt = self.objects["prompts"].get(pid)
+        if prompt is None:
+            raise _Reply(404, "not.found", "prompts %s not found." % pid)
+        return prompt
+
+    def _asset_or_404(self, pid, language):
+        self._prompt_or_404(pid)
+        asset = self.prompt_resources.get(pid, {}).get(language)
+        if asset is None:
+            raise _Reply(404, "not.found", "Prompt %s has no resource for language %s." % (pid, language))
+        return asset
+
+    def _render_asset(self, asset):
+        """A PromptAsset answer; a transcoded resource gets a freshly signed mediaUri on the download host."""
+        out = dict(asset)
+        audio = self.prompt_audio.get((asset["promptId"], asset["language"]))
+        if asset.get("uploadStatus") == "transcoded" and audio is not None:
+            out["mediaUri"], _ = self.fake._mint_download(
+                self, _PromptMedia(audio), path="/architect/prompts/%s/%s/%s.wav" % (
+                    self.org_id, asset["promptId"], asset["language"]), kind="prompt-media")
+        return out
+
+    def _asset_fields(self, body, language=None):
+        if not isinstance(body, dict):
+            raise _bad("The request body must be a JSON object (PromptAssetCreate).")
+        if "id" in body:
+            raise _bad("id is read-only and must not be sent.", field="id")
+        unknown = sorted(k for k in body if k not in _ASSET_WRITABLE and k not in _ASSET_IGNORED)
+        if unknown:
+            raise _Reply(400, "bad.request", "Unrecognized field(s) for a prompt resource: %s." % ", ".join(unknown),
+                         details=[{"errorCode": "bad.request", "fieldName": k} for k in unknown])
+        out = {}
+        for key in ("ttsString", "text"):
+            if body.get(key) is not None:
+                if not isinstance(body[key], str):
+                    raise _bad("%s must be a string." % key, field=key)
+                out[key] = body[key]
+        if body.get("tags") is not None:
+            if not isinstance(body["tags"], dict):
+                raise _bad("tags must be an object of string lists.", field="tags")
+            out["tags"] = body["tags"]
+        given = body.get("language")
+        if language is None:
+            if not isinstance(given, str) or not _LANGUAGE_TAG_RE.match(given.lower()):
+                raise _bad("language must be a language tag such as en-us; got %r." % (given,), field="language")
+        elif given is not None and (not isinstance(given, str) or given.lower() != language):
+            raise _bad("language %r differs from the language in the path (%s)." % (given, language),
+                       field="language")
+        return out
+
+    def _prompt_assets_list(self, pid, query):
+        size, number = self._paging(query, 100)
+        self._step_prompt_transcodes(time.monotonic())
+        with self.lock:
+            self._prompt_or_404(pid)
+            assets = sorted(self.prompt_resources.get(pid, {}).values(), key=lambda a: a["language"])
+            page = [self._render_asset(a) for a in assets[(number - 1) * size: number * size]]
+            return 200, self._listing("%s/%s/resources" % (_SELF_URI_BASE["prompts"], pid), query, page, size, number,
+                                      len(assets))
+
+    def _prompt_asset_create(self, pid, body):
+        fields = self._asset_fields(body)
+        language = body["language"].lower()
+        with self.lock:
+            self._prompt_or_404(pid)
+            assets = self.prompt_resources.setdefault(pid, {})
+            if language in assets:
+                raise _Reply(409, "general.conflict", "Prompt %s has a resource for language %s already." % (
+                    pid, language), details=[{"errorCode": "general.conflict", "fieldName": "language",
+                                              "entityId": assets[language]["id"]}])
+            asset = {"id": str(uuid.uuid4()), "promptId": pid, "language": language}
+            asset.update(fields)
+            asset["uploadStatus"] = "created"
+            asset["languageDefault"] = not assets
+            asset["selfUri"] = "%s/%s/resources/%s" % (_SELF_URI_BASE["prompts"], pid, language)
+            assets[language] = asset
+            return 200, self._render_asset(asset)
+
+    def _prompt_asset_get(self, pid, language):
+        self._step_prompt_transcodes(time.monotonic())
+        with self.lock:
+            return 200, self._render_asset(self._asset_or_404(pid, language))
+
+    def _prompt_asset_update(self, pid, language, body):
+        fields = self._asset_fields(body, language)
+        self._step_prompt_transcodes(time.monotonic())
+        with self.lock:
+            asset = self._asset_or_404(pid, language)
+            new = {k: v for k, v in asset.items() if k not in ("ttsString", "text", "tags")}
+            new.update(fields)
+            self.prompt_resources[pid][language] = new
+            return 200, self._render_asset(new)
+
+    def _prompt_asset_delete(self, pid, language):
+        with self.lock:
+            asset = self._asset_or_404(pid, language)
+            assets = self.prompt_resources[pid]
+            del assets[language]
+            self.prompt_audio.pop((pid, language), None)
+            self._prompt_pending.pop((pid, language), None)
+            if asset.get("languageDefault") and assets:
+                first = sorted(assets)[0]
+                assets[first] = dict(assets[first], languageDefault=True)
+        return 204, None
+
+    def _prompt_upload_create(self, pid, language):
+        with self.lock:
+            self._asset_or_404(pid, language)
+        job = _PromptUpload(pid, language)
+        url, _ = self.fake._mint_download(self, job, path="/architect/prompt-uploads/%s/%s/%s/%s.wav" % (
+            self.org_id, pid, language, job.id), kind="prompt-upload")
+        return 200, {"url": url, "headers": dict(job.headers)}
+
+    def _prompt_upload(self, job, content):
+        """The download host received the PUT of a resource's audio: `uploaded`, transcoded after a while."""
+        with self.lock:
+            assets = self.prompt_resources.get(job.prompt_id, {})
+            asset = assets.get(job.language)
+            if asset is None:
+                return                                  # the resource went away meanwhile
+            new = {k: v for k, v in asset.items() if k != "durationSeconds"}
+            new["uploadStatus"] = "uploaded"
+            assets[job.language] = new
+            key = (job.prompt_id, job.language)
+            self.prompt_audio.pop(key, None)
+            self._prompt_pending[key] = (time.monotonic() + float(self.prompt_transcode_seconds), bytes(content))
+        self.fake._wake.set()
+
+    def _transcoded(self, pid, language, data):
+        """Ends a transcode: `transcoded` (RIFF/WAVE bytes, served unchanged) or `transcodeFailed`. Under lock."""
+        assets = self.prompt_resources.get(pid, {})
+        asset = assets.get(language)
+        if asset is None:
+            return
+        new = {k: v for k, v in asset.items() if k != "durationSeconds"}
+        if _is_wav(data):
+            new["uploadStatus"] = "transcoded"
+            new["durationSeconds"] = _wav_duration(data)
+            self.prompt_audio[(pid, language)] = data
+        else:
+            new["uploadStatus"] = "transcodeFailed"
+            self.prompt_audio.pop((pid, language), None)
+        assets[language] = new
+
+    def _step_prompt_transcodes(self, now):
+        """Finishes due transcodes; returns the next due time or None."""
+        with self.lock:
+            if not self._prompt_pending:
+                return None
+            for key, (due, data) in list(self._prompt_pending.items()):
+                if due <= now:
+                    del self._prompt_pending[key]
+                    self._transcoded(key[0], key[1], data)
+            return min((due for due, _ in self._prompt_pending.values()), default=None)
+
+    # ---- data table rows ---------------------------------------------------------------------------
+    def _route_table_rows(self, m, tid, rest, rec, body):
+        base = _SELF_URI_BASE["datatables"] + "/{id}/rows"
+        if not rest:
+            if m == "GET":
+                return self._rows_list(tid, rec.query)
+            if m == "POST":
+                return self._row_create(tid, _json_body(body))
+            raise _method_not_allowed(m, base)
+        if len(rest) == 1:
+            key = unquote(rest[0])
+            if m == "GET":
+                return self._row_get(tid, key, rec.query)
+            if m == "PUT":
+                return self._row_update(tid, key, _json_body(body))
+            if m == "DELETE":
+                return self._row_delete(tid, key)
+            raise _method_not_allowed(m, base + "/{rowId}")
+        return None
+
+    def _table_or_404(self, tid):
+        table = self.objects["datatables"].get(tid)
+        if table is None:
+            raise _Reply(404, "not.found", "datatables %s not found." % tid)
+        return table
+
+    @staticmethod
+    def _brief(query):
+        return str(query.get("showbrief", "true")).lower() != "false"
+
+    def _check_row(self, table, row, path_key=None):
+        """A row checked against the table's schema (a copy); 400 for an unknown column or a wrong type."""
+        if not isinstance(row, dict):
+            raise _bad("A row is a JSON object of column -> value, with a string key.")
+        row = dict(row)
+        if path_key is not None:
+            if "key" not in row:
+                row["key"] = path_key
+            elif row["key"] != path_key:
+                raise _bad("The row's key %r differs from the key in the path (%r)." % (row["key"], path_key),
+                           field="key")
+        if not isinstance(row.get("key"), str) or not row["key"]:
+            raise _bad("A row needs a non-empty string key.", field="key")
+        columns = _schema_columns(table.get("schema") or {})
+        for column, value in row.items():
+            ctype = columns.get(column)
+            if ctype is None:
+                raise _bad("Unknown column %r (the table's columns: %s)." % (column, ", ".join(columns)),
+                           field=column)
+            if not _column_value_ok(ctype, value):
+                raise _bad("Column %r is %s; got %s." % (column, ctype, _describe(value)), field=column)
+        return row
+
+    def _rows_list(self, tid, query):
+        size, number = self._paging(query, MAX_TABLE_ROWS_PAGE_SIZE)
+        brief = self._brief(query)
+        with self.lock:
+            self._table_or_404(tid)
+            rows = self.table_rows.get(tid, {})
+            keys = sorted(rows)
+            page = [({"key": k} if brief else dict(rows[k])) for k in keys[(number - 1) * size: number * size]]
+            return 200, self._listing("%s/%s/rows" % (_SELF_URI_BASE["datatables"], tid), query, page, size, number,
+                                      len(keys))
+
+    def _row_create(self, tid, body):
+        with self.lock:
+            table = self._table_or_404(tid)
+            row = self._check_row(table, body)
+            rows = self.table_rows.setdefault(tid, {})
+            if row["key"] in rows:
+                raise _Reply(409, "general.conflict", "Data table %s has a row with key %r already." % (tid, row["key"]),
+                             details=[{"errorCode": "general.conflict", "fieldName": "key",
+                                       "entityName": row["key"]}])
+            rows[row["key"]] = row
+            return 200, dict(row)
+
+    def _row_or_404(self, tid, key):
+        row = self.table_rows.get(tid, {}).get(key)
+        if row is None:
+            raise _Reply(404, "not.found", "Data table %s has no row with key %r." % (tid, key))
+        return row
+
+    def _row_get(self, tid, key, query):
+        with self.lock:
+            self._table_or_404(tid)
+            row = self._row_or_404(tid, key)
+            return 200, ({"key": key} if self._brief(query) else dict(row))
+
+    def _row_update(self, tid, key, body):
+        with self.lock:
+            table = self._table_or_404(tid)
+            self._row_or_404(tid, key)
+            row = self._check_row(table, body, path_key=key)
+            self.table_rows[tid][key] = row
+            return 200, dict(row)
+
+    def _row_delete(self, tid, key):
+        with self.lock:
+            self._table_or_404(tid)
+            self._row_or_404(tid, key)
+            del self.table_rows[tid][key]
+        return 204, None
 
     def _flow_import_status(self, job_id, query):
         self._step_flow_jobs(time.monotonic())
@@ -1860,6 +2839,7 @@ class FakeOrg(_AnalyticsOrg, _ConfigOrg):
         "max_body_bytes": MAX_BODY_BYTES,
         "flow_job_seconds": 0.3,
         "flow_export_transient_failures": 0,
+        "prompt_transcode_seconds": 0.2,
         "analytics_job_seconds": 0.3,
         "analytics_job_ttl": 300.0,
         "data_availability_date": None,
@@ -2731,7 +3711,7 @@ class FakeGenesys:
             self._wake.clear()
             next_due = None
             for org in self.orgs.values():
-                for step in (org._step_imports, org._step_flow_jobs):
+                for step in (org._step_imports, org._step_flow_jobs, org._step_prompt_transcodes):
                     try:
                         due = step(time.monotonic())
                     except Exception:                          # pragma: no cover - diagnostics
@@ -2770,7 +3750,8 @@ class FakeGenesys:
         if redirect is not None and rec.method in ("GET", "PUT"):
             h.send_bytes(rec, 302, "text/plain", b"", headers={"Location": redirect})
             return
-        if rec.method == "PUT" and (rec.path.startswith("/architect/imports/") or (d is not None and d.kind == "upload")):
+        if rec.method == "PUT" and (rec.path.startswith(("/architect/imports/", "/architect/prompt-uploads/"))
+                                    or (d is not None and d.kind in _UPLOAD_KINDS)):
             self._handle_upload(h, rec, d, body, too_large)
             return
         if rec.method != "GET":
@@ -2785,12 +3766,15 @@ class FakeGenesys:
             if refuse:
                 self.refuse_next_downloads -= 1
         if (refuse or d is None or d.path != rec.path or d.expired or time.monotonic() >= d.expires
-                or d.kind == "upload"):
+                or d.kind in _UPLOAD_KINDS):
             h.send_error_body(rec, 403, "AccessDenied", "Request has expired or the signature does not match.")
             return
         if d.kind == "flows":
             content_type, content = d.org._flow_export_body(d.job)
             h.send_bytes(rec, 200, content_type, content)
+            return
+        if d.kind == "prompt-media":
+            h.send_bytes(rec, 200, "audio/wav", d.job.data)
             return
         h.send_chunked(rec, 200, "application/gzip", _gzip_json_array(d.org._export_records(d.job)))
 
@@ -2801,7 +3785,7 @@ class FakeGenesys:
             h.send_error_body(rec, 400, "InvalidArgument",
                               "Only one auth mechanism allowed; a pre-signed URL takes no Authorization header.")
             return
-        if (d is None or d.kind != "upload" or d.path != rec.path or d.expired
+        if (d is None or d.kind not in _UPLOAD_KINDS or d.path != rec.path or d.expired
                 or time.monotonic() >= d.expires):
             h.send_error_body(rec, 403, "AccessDenied", "Request has expired or the signature does not match.")
             return
@@ -2813,7 +3797,10 @@ class FakeGenesys:
         if too_large or body is None:
             h.send_error_body(rec, 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
             return
-        d.org._flow_upload(d.job, body)
+        if d.kind == "upload":
+            d.org._flow_upload(d.job, body)
+        else:
+            d.org._prompt_upload(d.job, body)
         h.send_bytes(rec, 200, None, b"", headers={"ETag": '"%s"' % secrets.token_hex(16)})
 
 
@@ -2924,22 +3911,22 @@ def populate_reference_objects(org, seed=0, queues=8, flows=4, skills=6, languag
 
 # ---- section 8: a realistic configuration org ------------------------------------------------
 
-_CFG_DIVISIONS = ["Home", "EMEA", "Americas", "APAC", "Partners", "Back Office", "Outsourcer"]
-_CFG_SKILLS = ["English", "German", "French", "Billing", "Spanish", "Technical L1", "Technical L2", "Complaints",
-               "Sales Closing", "Retention", "Insurance Claims", "Premium Accounts", "Mortgages", "Credit Cards",
-               "Fraud", "Onboarding", "Collections", "Escalations", "Chat Etiquette", "Email Writing",
-               "Social Media", "Hardware", "Software", "Network", "Returns", "VIP", "Italian", "Dutch",
-               "Polish", "billing"]                  # "billing" next to "Billing": names are case-sensitive
-_CFG_LANGUAGES = ["English", "German", "French", "Spanish", "Dutch", "Italian", "Portuguese", "Polish", "Swedish",
-                  "Japanese"]
-_CFG_WRAPUPS = ["Resolved", "Follow-up required", "Callback scheduled", "Transferred", "No answer", "Sale completed",
-                "Complaint logged", "Wrong number", "Escalated", "Information given", "Cancelled order",
-                "Refund issued", "Address changed", "Payment arrangement", "Technical issue", "Password reset",
-                "Upsell", "Survey declined", "Duplicate contact", "Spam", "Abandoned", "Voicemail left",
-                "Appointment booked", "Quote sent", "resolved"]    # case-variant of "Resolved"
+_CFG_DIVISIONS = ["Home", "EMEA", "Ünïcødé 東京", "Americas", "APAC", "Partners", "Back Office", "Outsourcer"]
+_CFG_SKILLS = ["English", "German", "French", "Billing", "Spanish", "Yes", "Technical L1", "Technical L2",
+               "Complaints", "-dash", "Sales Closing", "Retention", "Insurance Claims", "Premium Accounts",
+               "Mortgages", "Credit Cards", "Fraud", "Onboarding", "Collections", "Escalations", "Chat Etiquette",
+               "Email Writing", "Social Media", "Hardware", "Software", "Network", "Returns", "VIP", "Italian",
+               "Dutch", "Polish", "billing"]                  # "billing" next to "Billing": names are case-sensitive
+_CFG_LANGUAGES = ["English", "German", "Ünïcødé 東京", "French", "Spanish", "Dutch", "Italian", "Portuguese", "Polish",
+                  "Swedish", "Japanese"]
+_CFG_WRAPUPS = ["Resolved", "Follow-up required", "Callback scheduled", "123", "Transferred", "No answer", "it's",
+                "Sale completed", "Complaint logged", "Wrong number", "Escalated", "Information given",
+                "Cancelled order", "Refund issued", "Address changed", "Payment arrangement", "Technical issue",
+                "Password reset", "Upsell", "Survey declined", "Duplicate contact", "Spam", "Abandoned",
+                "Voicemail left", "Appointment booked", "Quote sent", "resolved"]    # case-variant of "Resolved"
 _CFG_SCHEDULES = [      # name, start, end, rrule, role
     ("Weekdays 08-18", "2026-01-05T08:00:00.000", "2026-01-05T18:00:00.000", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "open"),
-    ("Saturday 09-13", "2026-01-10T09:00:00.000", "2026-01-10T13:00:00.000", "FREQ=WEEKLY;BYDAY=SA", "open"),
+    ("Saturday: 09-13", "2026-01-10T09:00:00.000", "2026-01-10T13:00:00.000", "FREQ=WEEKLY;BYDAY=SA", "open"),
     ("New Year", "2026-01-01T00:00:00.000", "2026-01-02T00:00:00.000", "FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1", "holiday"),
     ("Christmas Day", "2026-12-25T00:00:00.000", "2026-12-26T00:00:00.000", "FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=25",
      "holiday"),
@@ -2951,26 +3938,45 @@ _CFG_SCHEDULES = [      # name, start, end, rrule, role
     ("Boxing Day", "2026-12-26T00:00:00.000", "2026-12-27T00:00:00.000", "FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=26",
      "holiday"),
 ]
-_CFG_SCHEDULE_GROUPS = [("Business Hours EMEA", "Europe/Berlin"), ("Business Hours US", "America/New_York"),
-                        ("Business Hours APAC", "Asia/Tokyo"), ("Support Hours UK", "Europe/London"),
-                        ("Sales Hours", "America/Chicago"), ("Weekend Cover", "Europe/Paris")]
-_CFG_QUEUES = ["Billing", "Support EN", "Support DE", "Sales", "Retention", "Technical Support", "Claims",
-               "VIP Care", "Collections", "Onboarding", "Support FR", "Escalations", "Mortgages", "Credit Cards",
+_CFG_SCHEDULE_GROUPS = [("Business Hours EMEA", "Europe/Berlin"), ("After Hours: it's closed", "America/New_York"),
+                        ("Business Hours US", "America/New_York"), ("Business Hours APAC", "Asia/Tokyo"),
+                        ("Support Hours UK", "Europe/London"), ("Sales Hours", "America/Chicago"),
+                        ("Weekend Cover", "Europe/Paris")]
+_CFG_QUEUES = ["Billing", "Support EN", "Support DE", "Sales: EMEA", "Retention", "Technical Support", "Claims",
+               "#1 Priority", "Collections", "Onboarding", "Support FR", "Escalations", "Mortgages", "Credit Cards",
                "Fraud Desk", "Returns", "Chat Support", "Email Support", "Social Care", "Partner Desk",
                "Back Office", "Complaints", "Renewals", "Cancellations", "Hardware Support", "Network Support",
                "Premium Line", "SMB Sales", "Enterprise Sales", "Reception"]
 _CFG_FLOWS = [("Main IVR", "INBOUNDCALL"), ("After Hours IVR", "INBOUNDCALL"), ("Default In-Queue", "INQUEUECALL"),
               ("Web Chat Entry", "INBOUNDCHAT"), ("Email Router", "INBOUNDEMAIL"), ("SMS Entry", "INBOUNDSHORTMESSAGE"),
-              ("Authentication Module", "COMMONMODULE"), ("Billing IVR", "INBOUNDCALL"),
+              ("Auth Module: PIN", "COMMONMODULE"), ("#1 Billing IVR", "INBOUNDCALL"),
               ("VIP In-Queue", "INQUEUECALL"), ("FAQ Bot", "BOT"), ("Case Workflow", "WORKFLOW"),
               ("Support IVR", "INBOUNDCALL"), ("Sales IVR", "INBOUNDCALL"), ("Callback In-Queue", "INQUEUECALL"),
               ("German IVR", "INBOUNDCALL"), ("Survey Module", "COMMONMODULE"), ("Claims IVR", "INBOUNDCALL"),
               ("Order Status Bot", "BOT"), ("Escalation Workflow", "WORKFLOW"), ("Collections IVR", "INBOUNDCALL")]
+_CFG_PROMPTS = ["Welcome", "Main_Menu", "Hold_Message", "After_Hours", "Holiday_Closed", "Queue_Position",
+                "Survey_Intro", "Goodbye", "Callback_Offer", "Emergency_Closure", "Payment_Options", "Transfer_Notice"]
+_CFG_TABLES = ["VIP Numbers", "Sales: EMEA Rates", "Store Locations", "123", "Holiday Overrides", "it's Config",
+               "Routing Overrides", "Agent Extensions", "Ünïcødé 東京 Branches", "Product Codes"]
+_CFG_TABLE_COLUMNS = [("tier", "string"), ("priority", "integer"), ("rate", "number"), ("active", "boolean"),
+                      ("region", "string"), ("maxWait", "integer"), ("weight", "number"), ("queueName", "string"),
+                      ("open", "boolean")]
+_CFG_WORDS = ["gold", "silver", "bronze", "north", "south", "east", "west", "Berlin", "Boston", "Tokyo", "Paris",
+              "it's fine", "a: b", "#7", "Ünïcødé"]
+_CFG_IVRS = ["Main Number", "Sales: EMEA Line", "Support Hotline", "Yes", "#1 Priority Line", "Billing Line",
+             "Ünïcødé 東京 Line", "-dash Line", "Claims Line", "it's the Night Line"]
+_CFG_EGROUPS = ["Fire Evacuation", "it's an Emergency", "Severe Weather", "Building Closure", "#1 Outage",
+                "Power Failure"]
+_CFG_ACTIONS = [("Billing", "Get Balance"), ("CRM: Salesforce", "Lookup Customer"), ("Billing", "#1 Payment Check"),
+                ("Orders", "Yes"), ("CRM: Salesforce", "Create Case"), ("Orders", "Get Order Status"),
+                ("Ünïcødé 東京", "Lookup Branch"), ("Billing", "it's Overdue")]
 _CFG_DEPARTMENTS = ["Customer Service", "Sales", "Technical Support", "Billing", "Back Office"]
 _CFG_TITLES = ["Agent", "Senior Agent", "Team Lead", "Supervisor"]
 _CFG_KIND_ORDER = ("divisions", "skills", "languages", "wrapupcodes", "schedules", "schedulegroups", "users",
-                   "flows", "queues", "trunkbasesettings")
+                   "flows", "queues", "trunkbasesettings", "prompts", "datatables", "dataactions", "ivrs",
+                   "didpools", "emergencygroups")
 _CFG_BASE_DATE = datetime(2025, 3, 3, 9, 0, tzinfo=timezone.utc)
+_SHELL_TYPES_SKIPPED = ("INBOUNDCALL", "COMMONMODULE", "INQUEUECALL")   # never the unpublished shell
 
 
 def _select_only(only, counts, seed):
@@ -2994,8 +4000,16 @@ def _select_only(only, counts, seed):
     return selected
 
 
+def _ivr_number(prefix, i, k):
+    """The k-th number of plan IVR i: +1 <area> 555 <i*10+k>; the area code depends on the name prefix."""
+    area = 317 if not prefix else 200 + zlib.crc32(prefix.encode("utf-8")) % 700
+    return "+1%03d555%04d" % (area, (i * 10 + k) % 10000)
+
+
 def populate_config_org(org, seed=0, skills=60, wrapupcodes=40, schedules=10, schedulegroups=4, queues=80, flows=20,
-                        trunks=2, languages=5, users=30, divisions=2, name_prefix="", only=None, variant=0):
+                        trunks=2, languages=5, users=30, divisions=2, name_prefix="", only=None, variant=0,
+                        prompts=0, datatables=0, table_rows=0, ivrs=0, emergencygroups=0, data_actions=0,
+                        unpublished_flows=1):
     """Adds a realistic section-8 configuration to org (directly into the store); returns {kind: [ids]}.
 
     A plan of every object (names, structure, settings) is drawn first, so it depends only on the seed
@@ -3004,15 +4018,23 @@ def populate_config_org(org, seed=0, skills=60, wrapupcodes=40, schedules=10, sc
     kinds, or {kind: fraction or count}) materializes just a seeded sample of the plan, with references
     to objects left out dropped: a target pre-populated with some same-named objects. `variant` != 0
     changes settings (descriptions, timeouts, ...) but not names or structure. `divisions` counts the
-    home division (reused when the org has one). See tests/FAKE_SPEC.md for the shapes and YAML layout."""
+    home division (reused when the org has one). prompts, datatables (with table_rows rows in all), ivrs
+    (with a DID pool each), emergencygroups and data_actions add the later kinds (`only` keys: prompts,
+    datatables, ivrs, emergencygroups, dataactions). With 3 or more flows, the last `unpublished_flows` flows
+    of a type other than inbound call, in-queue call and common module stay unpublished shells (no content).
+    See tests/FAKE_SPEC.md for the shapes and YAML layout."""
     counts = {"divisions": max(1, divisions), "skills": skills, "languages": languages, "wrapupcodes": wrapupcodes,
               "schedules": schedules, "schedulegroups": schedulegroups, "users": users, "flows": flows,
-              "queues": queues, "trunkbasesettings": trunks}
+              "queues": queues, "trunkbasesettings": trunks, "prompts": prompts, "datatables": datatables,
+              "dataactions": data_actions, "ivrs": ivrs, "emergencygroups": emergencygroups}
     rs = random.Random("%s:config-struct" % seed)                 # names and structure
     rv = random.Random("%s:%s:config-settings" % (seed, variant))  # settings
     rid = random.Random("%s:%s:%s:config-ids" % (seed, org.name, name_prefix))
     sel = _select_only(only, counts, seed)
     P = name_prefix
+    PP = re.sub(r"[^A-Za-z0-9_]", "_", P)                         # the prefix as prompt names allow it
+    if PP and not PP[0].isalpha():
+        PP = "P" + PP
     vtag = "" if not variant else " (v%d)" % variant
 
     def pick_div():
@@ -3026,7 +4048,7 @@ def populate_config_org(org, seed=0, skills=60, wrapupcodes=40, schedules=10, sc
         return sorted(rs.sample(range(n_pool), k))
 
     # ---- the plan (no org access) --------------------------------------------------------------
-    plan = {k: [] for k in counts}
+    plan = {k: [] for k in _CFG_KIND_ORDER}
     plan["divisions"] = [{"name": "Home"}] + [{"name": P + nm} for nm in _names(_CFG_DIVISIONS[1:], counts["divisions"] - 1)]
     for d in plan["divisions"][1:]:
         d["description"] = "%s division%s" % (d["name"], vtag)
@@ -3068,7 +4090,11 @@ def populate_config_org(org, seed=0, skills=60, wrapupcodes=40, schedules=10, sc
     flow_names = _names([nm for nm, _ in _CFG_FLOWS], flows)
     for i, nm in enumerate(flow_names):
         plan["flows"].append({"name": P + nm, "type": _CFG_FLOWS[i % len(_CFG_FLOWS)][1], "div": pick_div(),
-                              "description": "%s flow%s" % (nm, vtag)})
+                              "description": "%s flow%s" % (nm, vtag), "published": True})
+    if flows >= 3:
+        shells = [j for j in reversed(range(flows)) if plan["flows"][j]["type"] not in _SHELL_TYPES_SKIPPED]
+        for j in shells[:max(0, unpublished_flows)]:
+            plan["flows"][j]["published"] = False
     inqueue = [i for i, f in enumerate(plan["flows"]) if f["type"] == "INQUEUECALL"]
     for i, nm in enumerate(_names(_CFG_QUEUES, queues)):
         n_rings = 1 + int(rs.random() * 4)
@@ -3088,58 +4114,118 @@ def populate_config_org(org, seed=0, skills=60, wrapupcodes=40, schedules=10, sc
             "ringSeconds": [rv.choice((10.0, 15.0, 30.0)) for _ in range(n_rings)],
             "callingPartyName": "%s Team" % nm if rv.random() < 0.5 else None,
         })
+        if prompts:
+            plan["queues"][-1]["whisperPrompt"] = int(rs.random() * prompts) if rs.random() < 0.3 else None
+            plan["queues"][-1]["onHoldPrompt"] = int(rs.random() * prompts) if rs.random() < 0.3 else None
+    for i in range(prompts):
+        nm = _CFG_PROMPTS[i % len(_CFG_PROMPTS)]
+        if i >= len(_CFG_PROMPTS):
+            nm = "%s_%d" % (nm, i // len(_CFG_PROMPTS) + 1)
+        resources = []
+        for language in (("en-us", "de-de") if rs.random() < 0.6 else ("en-us",)):
+            r = rs.random()
+            resources.append({"language": language, "mode": "audio" if r < 0.45 else ("both" if r < 0.8 else "tts"),
+                              "size": 200 + 2 * int(rs.random() * 200)})
+        plan["prompts"].append({"name": PP + nm, "base": nm, "resources": resources,
+                                "description": "%s prompt%s" % (nm.replace("_", " "), vtag)})
+    for i, nm in enumerate(_names(_CFG_TABLES, datatables)):
+        columns = rs.sample(_CFG_TABLE_COLUMNS, 1 + int(rs.random() * 3))
+        plan["datatables"].append({"name": P + nm, "div": pick_div(), "columns": columns, "weight": 0.5 + rs.random(),
+                                   "description": "%s table%s" % (nm, vtag)})
+    if datatables:
+        total_w = sum(t["weight"] for t in plan["datatables"])
+        shares = [int(table_rows * t["weight"] / total_w) for t in plan["datatables"]]
+        for j in range(table_rows - sum(shares)):
+            shares[j % datatables] += 1
+        for t, n_rows in zip(plan["datatables"], shares):
+            t["rows"] = n_rows
+    for i in range(data_actions):
+        category, nm = _CFG_ACTIONS[i % len(_CFG_ACTIONS)]
+        if i >= len(_CFG_ACTIONS):
+            nm = "%s %d" % (nm, i // len(_CFG_ACTIONS) + 1)
+        plan["dataactions"].append({"category": category, "name": P + nm})
+    inbound_calls = [j for j, f in enumerate(plan["flows"]) if f["type"] == "INBOUNDCALL"]
+
+    def a_call_flow(p):
+        return inbound_calls[int(rs.random() * len(inbound_calls))] if inbound_calls and rs.random() < p else None
+
+    for i, nm in enumerate(_names(_CFG_IVRS, ivrs)):
+        numbers = [_ivr_number(P, i, k) for k in range(1 + int(rs.random() * 3))]
+        plan["ivrs"].append({"name": P + nm, "div": pick_div(), "dnis": numbers, "open": a_call_flow(1.0),
+                             "closed": a_call_flow(0.8), "holiday": a_call_flow(0.6),
+                             "group": int(rs.random() * schedulegroups) if schedulegroups else None,
+                             "description": "%s IVR%s" % (nm, vtag)})
+        plan["didpools"].append({"ivr": i, "start": _ivr_number(P, i, 0), "end": _ivr_number(P, i, 9)})
+    for i, nm in enumerate(_names(_CFG_EGROUPS, emergencygroups)):
+        plan["emergencygroups"].append({"name": P + nm, "div": pick_div(), "enabled": i == 0,
+                                        "flow": a_call_flow(1.0) if inbound_calls else (0 if flows else None),
+                                        "ivrs": sample(ivrs, 1, 2), "description": "%s%s" % (nm, vtag)})
+    modules = [j for j, g in enumerate(plan["flows"]) if g["type"] == "COMMONMODULE" and g["published"]]
     for i, f in enumerate(plan["flows"]):            # what each flow's content uses
         ftype = f["type"]
+        first = i == 0
         calls = ftype in ("INBOUNDCALL", "INBOUNDCHAT", "INBOUNDEMAIL", "INBOUNDSHORTMESSAGE")
         f["queues"] = sample(queues, 1, 3)
-        f["schedulegroups"] = sample(schedulegroups, 1, 1) if calls and rs.random() < 0.8 else []
+        f["schedulegroups"] = sample(schedulegroups, 1, 1) if calls and (first or rs.random() < 0.8) else []
         f["skills"] = sample(skills, 1, 2)
-        f["wrapupcodes"] = sample(wrapupcodes, 0, 1) if ftype != "INQUEUECALL" else []
-        f["users"] = sample(users, 1, 1) if rs.random() < 0.5 else []
+        f["wrapupcodes"] = sample(wrapupcodes, 1 if first else 0, 1) if ftype != "INQUEUECALL" else []
+        f["languages"] = sample(languages, 1 if first else 0, 2 if first else 1)
+        f["prompts"] = sample(prompts, 1 if first else 0, 2)
+        f["datatables"] = sample(datatables, 1 if first else 0, 1)
+        f["dataactions"] = sample(data_actions, 1 if first else 0, 1)
+        f["emergencygroups"] = sample(emergencygroups, 1 if first else 0, 1) if ftype == "INBOUNDCALL" else []
         targets = []
-        if flows >= 2 and i in (0, 1):
+        if flows >= 2 and i in (0, 1) and plan["flows"][1 - i]["type"] == ftype:
             targets.append(1 - i)                    # Main IVR <-> After Hours IVR: a cycle
         elif flows >= 3 and rs.random() < 0.6:
             j = int(rs.random() * flows)
-            if j != i:
-                targets.append(j)
-        if ftype == "INBOUNDCALL":
-            targets += [j for j, g in enumerate(plan["flows"]) if g["type"] == "COMMONMODULE" and j != i][:1]
+            same = [g for g, h in enumerate(plan["flows"]) if h["type"] == ftype and g != i]
+            if same:
+                targets.append(same[j % len(same)])   # transferToFlow: a flow of the document's own type
         f["flows"] = targets
+        f["modules"] = [j for j in modules if j != i][:1] if ftype == "INBOUNDCALL" else []
     for i in range(trunks):
         if i == 0:
             plan["trunkbasesettings"].append({"name": P + "Genesys Cloud Voice Trunk", "managed": True})
         else:
-            nm = "BYOC Carrier Trunk" if i == 1 else "BYOC Carrier Trunk %d" % i
+            nm = "BYOC Carrier: it's Trunk 1" if i == 1 else "BYOC Carrier Trunk %d" % i
             plan["trunkbasesettings"].append({"name": P + nm, "managed": False, "n": i,
                                               "description": "SIP trunk to carrier %d%s" % (i, vtag)})
     ids = {k: [_rng_uuid(rid) for _ in plan[k]] for k in _CFG_KIND_ORDER}
     secrets_rng = random.Random("%s:%s:%s:config-secrets" % (seed, org.name, name_prefix))
+    asset_ids = random.Random("%s:%s:%s:config-asset-ids" % (seed, org.name, name_prefix))
+    rows_rng = random.Random("%s:%s:config-rows" % (seed, name_prefix))
+    sel["didpools"] = list(sel["ivrs"])
 
     # ---- materialize ----------------------------------------------------------------------------
-    made = {k: {} for k in counts}                   # kind -> plan index -> object
+    made = {k: {} for k in plan}                     # kind -> plan index -> object
     refs = {k: [] for k in KINDS}
 
     def date(kind, i):
         return _iso(_CFG_BASE_DATE + timedelta(hours=7 * i + 3 * _CFG_KIND_ORDER.index(kind)))
 
     def ref(kind, i):
-        o = made[kind].get(i)
+        o = made[kind].get(i) if i is not None else None
         return None if o is None else {"id": o["id"], "name": o["name"], "selfUri": o["selfUri"]}
 
     def div(i):
         return ref("divisions", i) or ref("divisions", 0)
 
     def store(kind, i, obj):
+        objects = org.objects[kind].values()
         if kind == "flows":
-            taken = any(o.get("name") == obj["name"] and o.get("type") == obj["type"] for o in org.objects[kind].values())
+            taken = any(o.get("name") == obj["name"] and o.get("type") == obj["type"] for o in objects)
         elif kind == "users":                        # users are unique by email (names may repeat, as in real orgs)
-            taken = any(str(o.get("email", "")).lower() == obj["email"] for o in org.objects[kind].values())
+            taken = any(str(o.get("email", "")).lower() == obj["email"] for o in objects)
+        elif kind == "dataactions":
+            taken = any(o.get("category") == obj["category"] and o.get("name") == obj["name"] for o in objects)
+        elif kind == "didpools":
+            taken = False
         else:
-            taken = any(o.get("name") == obj["name"] for o in org.objects[kind].values())
+            taken = any(o.get("name") == obj["name"] for o in objects)
         if taken:
             raise ValueError("populate_config_org: %s %r already exists in org %s (use name_prefix)"
-                             % (kind, obj.get("email", obj["name"]), org.name))
+                             % (kind, obj.get("email", obj.get("name")), org.name))
         obj["selfUri"] = "%s/%s" % (_SELF_URI_BASE[kind], obj["id"])
         org.objects[kind][obj["id"]] = obj
         made[kind][i] = obj
@@ -3191,11 +4277,64 @@ def populate_config_org(org, seed=0, skills=60, wrapupcodes=40, schedules=10, sc
             store("users", i, {"id": ids["users"][i], "name": p["name"], "division": div(p["div"]),
                                "email": p["email"], "username": p["email"], "state": "active", "version": 1,
                                "department": p["department"], "title": p["title"]})
+        for i in sel["prompts"]:
+            p = plan["prompts"][i]
+            obj = store("prompts", i, {"id": ids["prompts"][i], "name": p["name"], "description": p["description"]})
+            assets = {}
+            for n, r in enumerate(p["resources"]):
+                asset = {"id": _rng_uuid(asset_ids), "promptId": obj["id"], "language": r["language"]}
+                words = p["base"].replace("_", " ")
+                if r["mode"] != "audio":
+                    asset["ttsString"] = "%s (%s)." % (words, r["language"])
+                    asset["text"] = words
+                asset["uploadStatus"] = "created"
+                asset["languageDefault"] = n == 0
+                asset["selfUri"] = "%s/%s/resources/%s" % (_SELF_URI_BASE["prompts"], obj["id"], r["language"])
+                assets[r["language"]] = asset
+            org.prompt_resources[obj["id"]] = assets
+            for r in p["resources"]:
+                if r["mode"] != "tts":
+                    org._transcoded(obj["id"], r["language"], make_wav("%s:%s:%s" % (seed, p["base"], r["language"]),
+                                                                       r["size"]))
+        for i in sel["datatables"]:
+            p = plan["datatables"][i]
+            props = {"key": {"title": "Key", "type": "string", "$id": "/properties/key", "displayOrder": 0}}
+            for n, (column, ctype) in enumerate(p["columns"]):
+                props[column] = {"title": column, "type": ctype, "$id": "/properties/%s" % column,
+                                 "displayOrder": n + 1}
+            obj = store("datatables", i, {"id": ids["datatables"][i], "name": p["name"], "division": div(p["div"]),
+                                          "description": p["description"],
+                                          "schema": {"$schema": "http://json-schema.org/draft-04/schema#",
+                                                     "type": "object", "properties": props, "required": ["key"],
+                                                     "additionalProperties": False}})
+            rows = {}
+            for n in range(p["rows"]):
+                key = "Ü/%d it's" % i if n == 0 else "%s-%05d" % (re.sub(r"[^A-Za-z0-9]+", "", p["name"])[:8] or "T", n)
+                row = {"key": key}
+                for column, ctype in p["columns"]:
+                    if ctype == "string":
+                        row[column] = rows_rng.choice(_CFG_WORDS)
+                    elif ctype == "integer":
+                        row[column] = rows_rng.randint(0, 1000)
+                    elif ctype == "number":
+                        row[column] = round(rows_rng.random() * 100, 2)
+                    else:
+                        row[column] = rows_rng.random() < 0.5
+                rows[key] = row
+            org.table_rows[obj["id"]] = rows
+        for i in sel["dataactions"]:
+            p = plan["dataactions"][i]
+            store("dataactions", i, {"id": ids["dataactions"][i], "name": p["name"], "category": p["category"],
+                                     "integrationId": str(uuid.uuid5(uuid.NAMESPACE_URL, "%s/%s/%s" % (
+                                         org.org_id, name_prefix, p["category"])))})
         for i in sel["flows"]:                       # objects first (contents refer to queues and flows)
             p = plan["flows"][i]
-            store("flows", i, {"id": ids["flows"][i], "name": p["name"], "division": div(p["div"]),
-                               "description": p["description"], "type": p["type"], "active": True, "system": False,
-                               "deleted": False, "publishedVersion": {"id": "1.0"}})
+            obj = {"id": ids["flows"][i], "name": p["name"], "division": div(p["div"]),
+                   "description": p["description"], "type": p["type"], "active": p["published"], "system": False,
+                   "deleted": False}
+            if p["published"]:
+                obj["publishedVersion"] = {"id": "1.0"}
+            store("flows", i, obj)
         for i in sel["queues"]:
             p = plan["queues"][i]
             rings = []
@@ -3225,27 +4364,73 @@ def populate_config_org(org, seed=0, skills=60, wrapupcodes=40, schedules=10, sc
             qf = ref("flows", p["queueFlow"]) if p["queueFlow"] is not None else None
             if qf:
                 obj["queueFlow"] = qf
+            for key in ("whisperPrompt", "onHoldPrompt"):
+                prompt_ref = ref("prompts", p.get(key))
+                if prompt_ref:
+                    obj[key] = prompt_ref
             if p["callingPartyName"]:
                 obj["callingPartyName"] = p["callingPartyName"]
             store("queues", i, obj)
             codes = [made["wrapupcodes"][j]["id"] for j in p["wrapups"] if j in made["wrapupcodes"]]
             if codes:
                 org._queue_wrapups[obj["id"]] = codes
+        for i in sel["ivrs"]:
+            p = plan["ivrs"][i]
+            obj = {"id": ids["ivrs"][i], "name": p["name"], "division": div(p["div"]), "description": p["description"],
+                   "version": 1, "state": "active", "dateCreated": date("ivrs", i), "dateModified": date("ivrs", i),
+                   "dnis": list(p["dnis"])}
+            for key, idx in (("openHoursFlow", p["open"]), ("closedHoursFlow", p["closed"]),
+                             ("holidayHoursFlow", p["holiday"])):
+                flow_ref = ref("flows", idx)
+                if flow_ref:
+                    obj[key] = flow_ref
+            group_ref = ref("schedulegroups", p["group"])
+            if group_ref:
+                obj["scheduleGroup"] = group_ref
+            store("ivrs", i, obj)
+            pool = plan["didpools"][i]
+            store("didpools", i, {"id": ids["didpools"][i], "startPhoneNumber": pool["start"],
+                                  "endPhoneNumber": pool["end"], "state": "active", "version": 1,
+                                  "dateCreated": date("didpools", i), "dateModified": date("didpools", i)})
+        for i in sel["emergencygroups"]:
+            p = plan["emergencygroups"][i]
+            call_flow = {"ivrs": [r for r in (ref("ivrs", j) for j in p["ivrs"]) if r]}
+            flow_ref = ref("flows", p["flow"])
+            if flow_ref:
+                call_flow = dict({"emergencyFlow": flow_ref}, **call_flow)
+            store("emergencygroups", i, {"id": ids["emergencygroups"][i], "name": p["name"], "division": div(p["div"]),
+                                         "description": p["description"], "version": 1, "state": "active",
+                                         "dateCreated": date("emergencygroups", i),
+                                         "dateModified": date("emergencygroups", i), "enabled": p["enabled"],
+                                         "emergencyCallFlows": [call_flow]})
+        published = []
         for i in sel["flows"]:
             p, obj = plan["flows"][i], made["flows"][i]
-            d = obj["division"]
+            if not p["published"]:
+                continue
 
             def named(kind, idx):
-                return [(made[kind][j]["name"], made[kind][j]["id"]) for j in idx if j in made[kind]]
+                return [made[kind][j]["name"] for j in idx if j in made[kind]]
 
             content_refs = {"scheduleGroups": named("schedulegroups", p["schedulegroups"]),
+                            "emergencyGroups": named("emergencygroups", p["emergencygroups"]),
                             "queues": named("queues", p["queues"]), "skills": named("skills", p["skills"]),
+                            "languages": named("languages", p["languages"]),
                             "wrapupCodes": named("wrapupcodes", p["wrapupcodes"]),
-                            "users": named("users", p["users"]),
-                            "flows": [(made["flows"][j]["name"], made["flows"][j]["id"], made["flows"][j]["type"])
-                                      for j in p["flows"] if j in made["flows"]]}
-            org.flow_content[obj["id"]] = _flow_yaml(p["type"], obj["name"], obj.get("description"),
-                                                     (d["name"], d["id"]), content_refs)
+                            "flows": named("flows", p["flows"]), "modules": named("flows", p["modules"]),
+                            "prompts": named("prompts", p["prompts"]),
+                            "dataTables": [(made["datatables"][j]["name"], [c for c, _ in plan["datatables"][j]["columns"]])
+                                           for j in p["datatables"] if j in made["datatables"]],
+                            "dataActions": [(made["dataactions"][j]["category"], made["dataactions"][j]["name"])
+                                            for j in p["dataactions"] if j in made["dataactions"]]}
+            division = obj["division"]["name"]
+            if obj["division"]["id"] == made["divisions"][0]["id"] and i % 2:
+                division = None                      # no division key: the home division
+            org.flow_content[obj["id"]] = _flow_yaml(p["type"], obj["name"], obj.get("description"), division,
+                                                     content_refs, indent=4 if i % 3 == 2 else 2)
+            published.append(obj["id"])
+        for fid in published:
+            org._index_flow(fid)
         for i in sel["trunkbasesettings"]:
             p = plan["trunkbasesettings"][i]
             obj = {"id": ids["trunkbasesettings"][i], "name": p["name"], "division": div(0), "version": 1,
@@ -3321,13 +4506,147 @@ def copy_some_names(source, target, kinds=("skills", "wrapupcodes", "queues", "f
                                properties={})
                 elif kind == "users":
                     obj.update(email=o.get("email"), username=o.get("email"), state="active", version=1)
+                elif kind == "prompts":
+                    obj["description"] = "pre-existing in %s" % target.name
+                elif kind == "datatables":
+                    obj.update(division=dict(home), description="pre-existing in %s" % target.name,
+                               schema=copy.deepcopy(o.get("schema")))
+                elif kind in ("ivrs", "emergencygroups"):
+                    now = _now_iso()
+                    obj.update(division=dict(home), dateCreated=now, dateModified=now)
+                    obj.update({"dnis": []} if kind == "ivrs" else {"enabled": False, "emergencyCallFlows": []})
                 obj["selfUri"] = "%s/%s" % (_SELF_URI_BASE[kind], oid)
                 target.objects[kind][oid] = obj
                 ids.append(oid)
                 if kind == "flows":
                     target.flow_content[oid] = _flow_yaml(obj["type"] if obj["type"] in FLOW_TYPES else "INBOUNDCALL",
-                                                          obj["name"], None, (home["name"], home["id"]))
+                                                          obj["name"], None, home["name"])
+                    target._index_flow(oid)
     return out
+
+
+def populate_clone_demo(source, target, seed=0, scale=1, conflicting_number=False, **counts_override):
+    """A source org holding every kind (section 8 and the later ones) and every reference form of the
+    contract's table, with names that need quoting; a target holding what a clone needs and cannot create:
+    the users (same emails, other ids), DID pools covering some but not all of the source IVRs' numbers, and
+    the source's data actions except one. With conflicting_number, the target also has an IVR ("Legacy
+    Hotline") holding a number that its pools contain and a source IVR uses. `scale` multiplies the counts
+    (1: tens of objects and about 200 rows; 10: 40 prompts, 10 tables with 2,000 rows, 20 IVRs, 60+ flows);
+    `counts_override` sets populate_config_org's counts outright (the benchmark's 300 queues, say).
+
+    Returns what the tests should expect: {"missing_data_action": (category, name), "flows_needing_missing_action":
+    [flow names: those calling it and, transitively, those naming such a flow], "unpublished_flows": [names],
+    "numbers_in_target_pools": [...], "numbers_awaiting_porting": [...], "conflicting_numbers": {number: target
+    IVR name}, "enabled_emergency_groups": [names], "data_actions": [(category, name) of the source],
+    "counts": populate_config_org's counts, "refs": the source's {kind: [ids]}}."""
+
+    def n(base, minimum):
+        return max(minimum, int(round(base * scale)))
+
+    counts = dict(divisions=3, skills=n(8, 10), languages=3, wrapupcodes=n(6, 7), schedules=n(4, 4),
+                  schedulegroups=n(2, 2), users=n(8, 8), flows=n(6, 8), queues=n(6, 8), trunks=2, prompts=n(4, 4),
+                  datatables=n(1, 2), table_rows=n(200, 200), ivrs=n(2, 4), emergencygroups=n(1, 2),
+                  data_actions=n(2, 4))
+    counts.update(counts_override)
+    refs = populate_config_org(source, seed=seed, **counts)
+    missing = ("Payments", "Charge Card: Legacy")
+    rng = random.Random("%s:%s:clone-demo" % (seed, source.name))
+    with source.lock:
+        missing_id = source.add_data_action(*missing, id=_rng_uuid(rng))
+        home = source.home_division()
+        queue_names = [source.objects["queues"][q]["name"] for q in refs["queues"][:1]]
+        prompt_names = [source.objects["prompts"][p]["name"] for p in refs["prompts"][:1]]
+        for name, content in (("Payments IVR", {"queues": queue_names, "prompts": prompt_names,
+                                                "dataActions": [missing]}),
+                              ("Payments: Overflow IVR", {"queues": queue_names, "flows": ["Payments IVR"]})):
+            fid = _rng_uuid(rng)
+            source.objects["flows"][fid] = {
+                "id": fid, "name": name, "division": {"id": home["id"], "name": home["name"],
+                                                      "selfUri": home["selfUri"]},
+                "description": "%s flow" % name, "type": "INBOUNDCALL", "active": True, "system": False,
+                "deleted": False, "publishedVersion": {"id": "1.0"}, "selfUri": "%s/%s" % (_SELF_URI_BASE["flows"], fid)}
+            source.flow_content[fid] = _flow_yaml("INBOUNDCALL", name, "%s flow" % name, home["name"], content,
+                                                  indent=4 if name.startswith("Payments:") else 2)
+            source._index_flow(fid)
+            refs["flows"].append(fid)
+        refs["dataactions"].append(missing_id)
+        flows = source.objects["flows"]
+
+        def quoting(kind, **match):             # names a writer must quote, or that stress one (', non-ASCII)
+            return [o["name"] for o in sorted(source.objects[kind].values(), key=_name_key)
+                    if all(o.get(k) == v for k, v in match.items()) and (
+                        _yaml_str(o["name"]) != o["name"] or "'" in o["name"] or not o["name"].isascii())]
+
+        names_flow = "Names: it's all quoted"
+        content = {"queues": quoting("queues"), "skills": quoting("skills"), "languages": quoting("languages"),
+                   "wrapupCodes": quoting("wrapupcodes"), "scheduleGroups": quoting("schedulegroups"),
+                   "emergencyGroups": quoting("emergencygroups"), "dataTables": quoting("datatables"),
+                   "modules": quoting("flows", type="COMMONMODULE", active=True),
+                   "flows": [f for f in quoting("flows", type="INBOUNDCALL", active=True)
+                             if f not in ("Payments: Overflow IVR",)],
+                   "dataActions": [(a["category"], a["name"]) for a in sorted(
+                       source.objects["dataactions"].values(), key=lambda a: (a["category"], a["name"]))
+                       if a["id"] != missing_id and (_yaml_str(a["category"]) != a["category"]
+                                                     or _yaml_str(a["name"]) != a["name"])]}
+        division = next((d for d in source.objects["divisions"].values() if not d["name"].isascii()), home)
+        fid = _rng_uuid(rng)
+        flows[fid] = {"id": fid, "name": names_flow, "division": {"id": division["id"], "name": division["name"],
+                                                                  "selfUri": division["selfUri"]},
+                      "description": "Names that need quoting", "type": "INBOUNDCALL", "active": True,
+                      "system": False, "deleted": False, "publishedVersion": {"id": "1.0"},
+                      "selfUri": "%s/%s" % (_SELF_URI_BASE["flows"], fid)}
+        source.flow_content[fid] = _flow_yaml("INBOUNDCALL", names_flow, "Names that need quoting", division["name"],
+                                              content, indent=4)
+        source._index_flow(fid)
+        refs["flows"].append(fid)
+        needing = {fid for fid, deps in source.flow_deps.items()
+                   if any(d["kind"] == "dataactions" and d["id"] == missing_id for d in deps)}
+        grew = True
+        while grew:                                  # and the flows that name such a flow, transitively
+            grew = False
+            for fid, deps in source.flow_deps.items():
+                if fid not in needing and any(d["kind"] == "flows" and d["id"] in needing for d in deps):
+                    needing.add(fid)
+                    grew = True
+        actions = sorted((a["category"], a["name"]) for a in source.objects["dataactions"].values())
+        ivr_objs = [source.objects["ivrs"][i] for i in refs["ivrs"]]
+        pools = [source.objects["didpools"][p] for p in refs["didpools"]]
+        expected = {
+            "missing_data_action": missing,
+            "flows_needing_missing_action": sorted(flows[f]["name"] for f in needing),
+            "unpublished_flows": sorted(f["name"] for f in flows.values() if not f.get("publishedVersion")),
+            "enabled_emergency_groups": sorted(g["name"] for g in source.objects["emergencygroups"].values()
+                                               if g.get("enabled")),
+            "data_actions": actions,
+            "counts": counts,
+            "refs": refs,
+        }
+    populate_config_org(target, seed=seed, **counts, only=["users"])
+    in_pools, awaiting = [], []
+    with target.lock:
+        for category, name in actions:
+            if (category, name) != missing:
+                target.add_data_action(category, name, id=_rng_uuid(rng))
+        for i, (ivr, pool) in enumerate(zip(ivr_objs, pools)):
+            if i % 2 == 0:
+                target.add_did_pool(pool["startPhoneNumber"], pool["endPhoneNumber"], id=_rng_uuid(rng))
+                in_pools.extend(ivr["dnis"])
+            else:
+                awaiting.extend(ivr["dnis"])
+        conflicts = {}
+        if conflicting_number and in_pools:
+            number = in_pools[0]
+            home = target._home_ref()
+            now = _now_iso()
+            lid = _rng_uuid(rng)
+            target.objects["ivrs"][lid] = {"id": lid, "name": "Legacy Hotline", "division": home,
+                                           "description": "An IVR the target had before the clone", "version": 1,
+                                           "state": "active", "dateCreated": now, "dateModified": now,
+                                           "dnis": [number], "selfUri": "%s/%s" % (_SELF_URI_BASE["ivrs"], lid)}
+            conflicts[number] = "Legacy Hotline"
+    expected.update(numbers_in_target_pools=sorted(in_pools), numbers_awaiting_porting=sorted(awaiting),
+                    conflicting_numbers=conflicts)
+    return expected
 
 
 def _skeleton(n, start, end, seed, types):
@@ -3787,6 +5106,19 @@ class ConversationSource:
 # Standalone
 # --------------------------------------------------------------------------------------------
 
+def _write_env_file(path, orgs):
+    """Shell exports pointing migrate.py at the fake: the first org is the source, the second the target."""
+    lines = []
+    for label, org in zip(("SOURCE", "TARGET"), orgs):
+        for name, value in (("CLIENT_ID", org.client_id), ("CLIENT_SECRET", org.client_secret),
+                            ("LOGIN_URL", org.login_url), ("API_URL", org.api_url)):
+            lines.append("export GENESYS_%s_%s='%s'\n" % (label, name, value))
+    partial = path + ".part"
+    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.writelines(lines)
+    os.replace(partial, path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Local fake Genesys Cloud orgs (see tests/FAKE_SPEC.md).")
     ap.add_argument("--orgs", default="source,target", help="comma-separated org names")
@@ -3799,21 +5131,40 @@ def main(argv=None):
     ap.add_argument("--export-job-seconds", type=float)
     ap.add_argument("--flow-job-seconds", type=float)
     ap.add_argument("--analytics-job-seconds", type=float)
+    ap.add_argument("--prompt-transcode-seconds", type=float)
+    ap.add_argument("--generate", action="store_true",
+                    help="fill the first two orgs with populate_clone_demo (source, target) before serving")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --generate (default 0)")
+    ap.add_argument("--scale", type=float, default=1, help="scale of --generate (default 1)")
+    ap.add_argument("--env", metavar="FILE",
+                    help="also write the first two orgs' settings as shell exports (GENESYS_SOURCE_*, "
+                         "GENESYS_TARGET_*) to FILE (mode 0600), once serving")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.orgs.split(",") if n.strip()]
     if not names:
         ap.error("--orgs needs at least one name")
-    knobs = {k: v for k, v in vars(args).items() if k != "orgs" and v is not None}
+    if args.generate and len(names) < 2:
+        ap.error("--generate needs two orgs (source and target)")
+    knobs = {k: v for k, v in vars(args).items()
+             if k not in ("orgs", "generate", "seed", "scale", "env") and v is not None}
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    fake = FakeGenesys(orgs=names, **knobs).start()
+    fake = FakeGenesys(orgs=names, **knobs)
+    generated = None
+    if args.generate:
+        generated = populate_clone_demo(fake.orgs[names[0]], fake.orgs[names[1]], seed=args.seed, scale=args.scale)
+    fake.start()
     try:
         info = {"download_url": fake.download_url,
                 "orgs": {o.name: {"login_url": o.login_url, "api_url": o.api_url, "client_id": o.client_id,
                                   "client_secret": o.client_secret, "org_id": o.org_id}
                          for o in fake.orgs.values()}}
+        if generated is not None:
+            info["generated"] = {k: v for k, v in generated.items() if k != "refs"}
+        if args.env:
+            _write_env_file(args.env, [fake.orgs[name] for name in names[:2]])
         sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
         while not stop.wait(0.5):

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import threading
 import time
 import zipfile
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
@@ -24,12 +25,16 @@ from fake_genesys import (
     UUID_RE,
     ConversationSource,
     FakeGenesys,
+    FlowYamlError,
     InteractionSource,
+    _flow_yaml,
     canonical_json,
     copy_some_names,
     generate_conversations,
     generate_interactions,
+    make_wav,
     parse_flow_yaml,
+    populate_clone_demo,
     populate_config_org,
     populate_reference_objects,
 )
@@ -1058,8 +1063,9 @@ def test_delete_in_use_is_409(fake):
     ok(api.post(PATHS["queues"] + "/" + q["id"] + "/wrapupcodes", json=[{"id": code["id"]}]))
     lang = ok(api.post(PATHS["languages"], json={"name": "German"}))
     ivr = ok(api.post(PATHS["flows"], json={"name": "IVR", "type": "INBOUNDCALL"}))
-    org.set_flow_content(ivr["id"], "inboundCall:\n  name: IVR\n  settings:\n    language:\n      id: %s\n"
-                         % lang["id"].upper())
+    org.set_flow_content(ivr["id"], "inboundCall:\n  name: IVR\n  supportedLanguages:\n    en-us:\n"
+                         "      defaultLanguageSkill:\n        lit:\n          name: German\n")
+    ok(api.post("/api/v2/flows/actions/publish", params={"flow": ivr["id"]}))     # a published flow names it
     for kind, oid in (("skills", skill["id"]), ("wrapupcodes", code["id"]), ("schedules", sched["id"]),
                       ("divisions", div["id"]), ("divisions", home_id(org)), ("languages", lang["id"])):
         body = assert_error(api.delete(PATHS[kind] + "/" + oid), 409, "general.conflict")
@@ -1159,7 +1165,8 @@ def test_flow_export_job(fake):
     shell = ok(api.post(PATHS["flows"], json={"name": "Shell Flow", "type": "INBOUNDEMAIL"}))
     _, done = run_flow_export(api, [shell["id"]])
     info = parse_flow_yaml(download(done["downloadUrl"]).text)
-    assert info["type"] == "INBOUNDEMAIL" and info["name"] == "Shell Flow" and info["divisionId"] == home_id(org)
+    assert info["type"] == "INBOUNDEMAIL" and info["name"] == "Shell Flow" and info["division"] == "Home"
+    assert info["references"] == []
     # under load the platform fails export jobs of flows that exist (CX as Code issue 2061): the knob
     org.flow_export_transient_failures = 1
     _, failed = run_flow_export(api, [first, second])
@@ -1169,20 +1176,20 @@ def test_flow_export_job(fake):
     assert again["status"] == "Success"
 
 
-def test_flow_import_job_fills_shell_publishes_and_checks_uuids(fake):
+def test_flow_import_job_fills_shell_publishes_and_resolves_names(fake):
     org, api = config_org(fake)
     queue = make_queue(api, "Billing")
-    shell = ok(api.post(PATHS["flows"], json={"name": "Main IVR", "type": "INBOUNDCALL"}))
+    shell = ok(api.post(PATHS["flows"], json={"name": "Main IVR", "type": "INBOUNDCALL", "description": "Shell"}))
     reg = ok(api.post("/api/v2/flows/jobs"))
     assert set(reg) == {"id", "presignedUrl", "headers", "selfUri"} and reg["headers"]
     assert_fits_model(reg, "RegisterArchitectJobResponse")
     assert reg["presignedUrl"].startswith(fake.download_url + "/")
     status = ok(api.get("/api/v2/flows/jobs/" + reg["id"], params={"expand": "messages"}))
     assert status["status"] == "Registered" and status["command"] == "Publish" and status["messages"] == []
-    yaml_text = ("inboundCall:\n  name: Main IVR\n  description: From source\n  division:\n    name: Home\n"
-                 "    id: %s\n  tasks:\n    - task:\n        name: Main\n        actions:\n"
-                 "          - transferToAcd:\n              name: To Billing\n              targetQueue:\n"
-                 "                name: Billing\n                id: %s\n" % (home_id(org), queue["id"]))
+    yaml_text = ("inboundCall:\n  name: Main IVR\n  description: From source\n  division: Home\n  tasks:\n"
+                 "    - task:\n        name: Main\n        actions:\n          - transferToAcd:\n"
+                 "              name: To Billing\n              targetQueue:\n                lit:\n"
+                 "                  name: Billing\n")
     s = session()
     data = yaml_text.encode("utf-8")
     assert_error(s.put(reg["presignedUrl"], data=data, headers={**reg["headers"], "Authorization": "Bearer t"}), 400,
@@ -1201,30 +1208,35 @@ def test_flow_import_job_fills_shell_publishes_and_checks_uuids(fake):
     assert_fits_model(done, "ArchitectJobStateResponse")
     assert done["flow"] == {"id": shell["id"], "selfUri": "/api/v2/flows/" + shell["id"]} and done["messages"] == []
     flow = ok(api.get(PATHS["flows"] + "/" + shell["id"]))
-    assert flow["publishedVersion"] == {"id": "1.0"} and flow["description"] == "From source"
+    assert flow["publishedVersion"] == {"id": "1.0"} and flow["description"] == "Shell", "a shell keeps its own"
     assert org.flow_content[shell["id"]] == yaml_text and "content" not in json.dumps(flow)
-    # the queue is now named in a flow's content
+    # the queue is now named in a published flow
     assert_error(api.delete(PATHS["queues"] + "/" + queue["id"]), 409, "general.conflict")
-    # an unknown UUID fails the job and names it; nothing changes
-    missing = "0000AAAA-0000-4000-8000-000000000000"
-    failed = run_flow_import(api, yaml_text.replace(queue["id"], missing).replace("Main IVR", "Other"))
+    # a name with no object fails the job and names it; nothing changes
+    failed = run_flow_import(api, yaml_text.replace("Billing", "Sales").replace("Main IVR", "Other"))
     assert failed["status"] == "Failure" and "flow" not in failed
-    assert [m["type"] for m in failed["messages"]] == ["Error"] and missing.lower() in failed["messages"][0]["text"]
+    assert failed["messages"] == [{"type": "Error", "text": "Unable to find queue 'Sales'"}]
     assert not any(f["name"] == "Other" for f in org.objects["flows"].values())
-    # no shell of that name and type: the job creates the flow
-    created = run_flow_import(api, "inqueueCall:\n  name: Hold Music\n  division:\n    name: Home\n    id: %s\n"
-                              % home_id(org))
+    # names are case-sensitive
+    failed = run_flow_import(api, yaml_text.replace("name: Billing", "name: billing"))
+    assert failed["messages"] == [{"type": "Error", "text": "Unable to find queue 'billing'"}]
+    # no shell of that name and type: the job creates the flow, with the document's division and description
+    created = run_flow_import(api, "inqueueCall:\n  name: Hold Music\n  description: Music\n  division: Home\n")
     assert created["status"] == "Success" and created["flow"]["id"] != shell["id"]
     new = org.objects["flows"][created["flow"]["id"]]
     assert new["type"] == "INQUEUECALL" and new["name"] == "Hold Music" and new["publishedVersion"] == {"id": "1.0"}
+    assert new["description"] == "Music" and new["division"]["id"] == home_id(org)
     # importing again publishes a new version of the same flow
     again = run_flow_import(api, yaml_text)
     assert again["flow"]["id"] == shell["id"] and org.objects["flows"][shell["id"]]["publishedVersion"]["id"] == "2.0"
     # documents the importer refuses
     for bad in ("", "name: x\n", "inboundcall:\n  name: x\n", "inboundCall:\n  description: no name\n",
-                "inboundCall:\n  name: A\n---\ninboundCall:\n  name: B\n"):
+                "inboundCall:\n  name: A\n---\ninboundCall:\n  name: B\n", "inboundCall:\n  name: [unclosed\n",
+                "inboundCall:\n  name: A\nbot:\n  name: B\n"):
         result = run_flow_import(api, bad)
         assert result["status"] == "Failure" and result["messages"][0]["type"] == "Error", bad
+    broken = run_flow_import(api, "inboundCall:\n  name: [unclosed\n")
+    assert "expected ',' or ']'" in broken["messages"][0]["text"], "PyYAML's own message"
     assert_error(api.get("/api/v2/flows/jobs/nope"), 404, "not.found")
     # presigned URLs expire like download URLs
     reg = ok(api.post("/api/v2/flows/jobs"))
@@ -1305,7 +1317,8 @@ def test_populate_config_org_shape(fake):
     src, tgt = fake.orgs["source"], fake.orgs["target"]
     a = populate_config_org(src, seed=5)
     counts = {"divisions": 2, "skills": 60, "languages": 5, "wrapupcodes": 40, "schedules": 10,
-              "schedulegroups": 4, "queues": 80, "flows": 20, "trunkbasesettings": 2, "users": 30}
+              "schedulegroups": 4, "queues": 80, "flows": 20, "trunkbasesettings": 2, "users": 30,
+              "prompts": 0, "datatables": 0, "ivrs": 0, "emergencygroups": 0, "didpools": 0, "dataactions": 0}
     assert {k: len(v) for k, v in a.items()} == counts
     assert {k: len(src.objects[k]) for k in counts} == counts
     b = populate_config_org(tgt, seed=5)
@@ -1338,23 +1351,37 @@ def test_populate_config_org_shape(fake):
     assert all(g["openSchedules"] for g in groups)
     assert all(r["id"] in src.objects["schedules"] for g in groups for k in ("openSchedules", "closedSchedules",
                                                                              "holidaySchedules") for r in g[k])
-    # flows: published, YAML in Archy layout, every UUID an object of the org, a cycle
-    used = {}
+    # flows: published but one shell, YAML in Archy layout naming objects of the org (no ids), a cycle
+    used, shells, indents = {}, [], set()
     for fid in a["flows"]:
-        flow, text = src.objects["flows"][fid], src.flow_content[fid]
+        flow = src.objects["flows"][fid]
+        if "publishedVersion" not in flow:
+            shells.append(flow)
+            assert fid not in src.flow_content and flow["active"] is False
+            continue
+        text = src.flow_content[fid]
         assert flow["publishedVersion"] == {"id": "1.0"}
+        assert not UUID_RE.search(text), "a flow document names objects; it carries no ids"
         info = parse_flow_yaml(text)
-        assert (info["name"], info["type"], info["divisionId"]) == (flow["name"], flow["type"], flow["division"]["id"])
-        assert text.startswith("%s:\n  name: %s\n" % (info["typeKey"], flow["name"]))
-        for u in info["uuids"]:
-            kind, _ = src.find_object(u)
-            assert kind is not None
-            used.setdefault(kind, set()).add(u)
-        assert fid not in info["uuids"]
-    assert {"queues", "schedulegroups", "skills", "wrapupcodes", "users", "flows", "divisions"} <= set(used)
+        assert (info["name"], info["type"]) == (flow["name"], flow["type"])
+        assert info["division"] in (flow["division"]["name"], None if flow["division"]["id"] == home_id(src) else "")
+        indents.add(text.split("\n")[1].index("name:"))
+        deps = src.flow_dependencies(fid)
+        assert len(deps) == len(info["references"]), "every name resolves"
+        for d in deps:
+            kind, obj = src.find_object(d["id"])
+            assert obj["name"] == d["name"] and not d["deleted"]
+            used.setdefault(kind, set()).add(d["id"])
+        assert fid not in {d["id"] for d in deps}
+        for kind, name in info["references"]:
+            if kind == "flow":
+                assert any(f["name"] == name and f["type"] == flow["type"] for f in src.objects["flows"].values())
+    assert [f["type"] for f in shells] == ["WORKFLOW"], "one flow is never published"
+    assert indents == {2, 4}
+    assert {"queues", "schedulegroups", "skills", "wrapupcodes", "flows", "languages"} <= set(used)
     main, after = a["flows"][:2]
-    assert after in parse_flow_yaml(src.flow_content[main])["uuids"]
-    assert main in parse_flow_yaml(src.flow_content[after])["uuids"]
+    assert after in {d["id"] for d in src.flow_dependencies(main)}
+    assert main in {d["id"] for d in src.flow_dependencies(after)}
     # trunks: one managed, one with SIP credentials
     managed = [src.objects["trunkbasesettings"][t] for t in a["trunkbasesettings"]]
     assert [t["managed"] for t in managed] == [True, False]
@@ -1389,7 +1416,8 @@ def test_populate_config_org_only_and_copy_some_names(fake):
         assert "queueFlow" not in queue or queue["queueFlow"]["id"] in tgt.objects["flows"]
         assert queue["division"]["id"] in tgt.objects["divisions"]
     for f in b["flows"]:
-        assert all(tgt.find_object(u)[0] for u in parse_flow_yaml(tgt.flow_content[f])["uuids"])
+        if f in tgt.flow_content:                          # names only objects the target holds
+            assert len(tgt.flow_dependencies(f)) == len(parse_flow_yaml(tgt.flow_content[f])["references"])
     only_users = populate_config_org(FakeGenesys(("x",)).orgs["x"], seed=4, only=["users"])
     assert len(only_users["users"]) == 30 and only_users["queues"] == []
     # copy_some_names: same names (flows: same type), other ids, no references
@@ -1470,19 +1498,26 @@ def test_clone_generated_org_through_the_api_and_roll_back(fake):
                 body["properties"][key] = {"type": "string", "value": {"default": "", "instance": ""}}
         body["name"] = body["name"] + " (copy)"
         created.append(("trunkbasesettings", ok(t_api.post(PATHS["trunkbasesettings"], json=remap(body, mapping)))["id"]))
-    _, export = run_flow_export(s_api, [f["id"] for f in flows])
+    published = [f for f in flows if f.get("publishedVersion")]
+    assert len(published) == len(flows) - 1, "one generated flow is an unpublished shell"
+    _, export = run_flow_export(s_api, [f["id"] for f in published])
     documents = export_documents(download(export["downloadUrl"]))
-    assert len(documents) == len(flows)
-    for doc in documents:
-        assert run_flow_import(t_api, remap(doc, mapping))["status"] == "Success"
+    assert len(documents) == len(published)
+    for doc in documents:                               # names, not ids: the documents move unchanged
+        assert run_flow_import(t_api, doc)["status"] == "Success"
     # the target now mirrors the source
     for kind in ("skills", "languages", "wrapupcodes", "schedules", "schedulegroups", "queues", "flows"):
         assert sorted(o["name"] for o in src.objects[kind].values()) == sorted(o["name"] for o in tgt.objects[kind].values())
     for fid in a["flows"]:
         t_id = mapping[fid]
+        if fid not in src.flow_content:
+            assert "publishedVersion" not in tgt.objects["flows"][t_id]
+            continue
         assert tgt.objects["flows"][t_id]["publishedVersion"] == {"id": "1.0"}
-        assert tgt.flow_content[t_id] == remap(src.flow_content[fid], mapping)
-        assert all(tgt.find_object(u)[0] for u in parse_flow_yaml(tgt.flow_content[t_id])["uuids"])
+        assert tgt.flow_content[t_id] == src.flow_content[fid]
+        assert [(d["type"], d["name"]) for d in tgt.flow_dependencies(t_id)] == \
+            [(d["type"], d["name"]) for d in src.flow_dependencies(fid)]
+        assert {d["id"] for d in tgt.flow_dependencies(t_id)} == {mapping[d["id"]] for d in src.flow_dependencies(fid)}
     for qid in a["queues"]:
         assert sorted(c["id"] for c in tgt.queue_wrapupcodes(mapping[qid])) == \
             sorted(mapping[c["id"]] for c in src.queue_wrapupcodes(qid))
@@ -1493,6 +1528,711 @@ def test_clone_generated_org_through_the_api_and_roll_back(fake):
         assert r_status(t_api.delete(PATHS[kind] + "/" + oid)) == 204, (kind, oid)
     assert all(not tgt.objects[k] for k in ("skills", "queues", "flows", "schedules", "wrapupcodes"))
     assert fake.server_errors == []
+
+
+# ---- section 8: flow YAML by name, dependency tracking, prompts, tables, IVRs, emergency groups -------
+
+NEW_PATHS = {"prompts": "/api/v2/architect/prompts", "datatables": "/api/v2/flows/datatables",
+             "ivrs": "/api/v2/architect/ivrs", "emergencygroups": "/api/v2/architect/emergencygroups",
+             "didpools": "/api/v2/telephony/providers/edges/didpools", "dataactions": "/api/v2/integrations/actions"}
+NEW_MODELS = {"prompts": ("Prompt", "PromptEntityListing"), "datatables": ("DataTable", "DataTablesDomainEntityListing"),
+              "ivrs": ("IVR", "IVREntityListing"), "emergencygroups": ("EmergencyGroup", "EmergencyGroupListing"),
+              "didpools": ("DIDPool", "DIDPoolEntityListing"), "dataactions": ("Action", "ActionEntityListing")}
+CONSUMED = "/api/v2/architect/dependencytracking/consumedresources"
+QUOTING_NAMES = ["Sales: EMEA", "Yes", "123", "#1 Priority", "it's", "-dash", "Ünïcødé 東京", "null", "a: b: c",
+                 "ends:", " padded ", "[x]", "*star", "&anchor", "@at", "'quoted'", 'say "hi"', "back\\slash",
+                 "tab\there", "line\nbreak", "1.5", "2026-01-01", "~", "on", "x #y", "100%"]
+
+
+def every_flow_form_yaml(indent=2, division="EMEA"):
+    """A document using every reference form of the contract's table (and the forms that are not references)."""
+    return _flow_yaml("INBOUNDCALL", "Main IVR", "d", division, {
+        "scheduleGroups": ["Open: Hours"], "emergencyGroups": ["it's an Emergency"], "queues": ["Sales: EMEA", "123"],
+        "skills": ["Yes", "-dash"], "languages": ["Ünïcødé 東京", "English"], "wrapupCodes": ["#1 Priority"],
+        "flows": ["After Hours"], "modules": ["Auth: PIN"], "dataTables": [("VIP: Numbers", ["tier"])],
+        "dataActions": [("CRM: Salesforce", "Get #1")], "prompts": ["Welcome", "Main_Menu"]}, indent=indent)
+
+
+EVERY_FORM_REFERENCES = {("schedule group", "Open: Hours"), ("emergency group", "it's an Emergency"),
+                         ("queue", "Sales: EMEA"), ("queue", "123"), ("skill", "Yes"), ("skill", "-dash"),
+                         ("language", "Ünïcødé 東京"), ("language", "English"), ("wrap-up code", "#1 Priority"),
+                         ("flow", "After Hours"), ("common module", "Auth: PIN"), ("data table", "VIP: Numbers"),
+                         ("data action", ("CRM: Salesforce", "Get #1")), ("prompt", "Welcome"), ("prompt", "Main_Menu")}
+
+
+def flow_forms(tree):
+    """The reference forms (and non-reference forms) found in a parsed flow document."""
+    found = set()
+
+    def walk(node, parent=None):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                lit = v.get("lit") if isinstance(v, dict) else None
+                if k in ("targetQueue", "queue", "languageSkill", "defaultLanguageSkill", "scheduleGroup",
+                         "emergencyGroup", "wrapupCode", "holdMusic", "processingPrompt") and isinstance(lit, dict) \
+                        and "name" in lit:
+                    found.add(k + (":system" if str(lit["name"]).startswith("PromptSystem.") else ""))
+                if k == "skills" and isinstance(v, list) and all(isinstance(i.get("lit"), dict) for i in v):
+                    found.add("skills")
+                if k == "targetFlow" and isinstance(v, dict) and "name" in v:
+                    found.add("targetFlow")
+                if k in ("commonModule", "dataTable") and isinstance(v, dict):
+                    found.add(k)
+                if k == "category" and isinstance(v, dict) and all("dataAction" in c for c in v.values()):
+                    found.add("dataAction")
+                if k == "lit" and isinstance(v, dict) and ("seconds" in v or "ms" in v):
+                    found.add("lit:duration")
+                if k == "lit" and not isinstance(v, dict):
+                    found.add("lit:bare")
+                if k == "tts":
+                    found.add("tts")
+                if k == "exp" and "Prompt." in str(v) and parent in ("audio", "initialGreeting", "prompts"):
+                    found.add("exp:Prompt")
+                walk(v, k)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, parent)
+
+    walk(tree)
+    return found
+
+
+ALL_FORMS = {"targetQueue", "queue", "skills", "languageSkill", "defaultLanguageSkill", "scheduleGroup",
+             "emergencyGroup", "wrapupCode", "targetFlow", "commonModule", "dataTable", "dataAction", "exp:Prompt",
+             "holdMusic:system", "processingPrompt:system", "lit:duration", "lit:bare", "tts"}
+
+
+def test_yaml_names_quoted_only_when_needed_and_both_indents():
+    import yaml
+    from fake_genesys import _yaml_str
+    for name in QUOTING_NAMES + ["Main IVR", "Billing", "Welcome_1", "it's", "Ünïcødé 東京", "a:b"]:
+        written = _yaml_str(name)
+        assert yaml.safe_load("k: %s\n" % written) == {"k": name}, (name, written)
+        assert yaml.safe_load("%s: v\n" % written) == {name: "v"}, (name, written)
+        if written == name:                                 # plain only when a YAML 1.1 parser reads it back
+            assert yaml.safe_load("k: %s\n" % name) == {"k": name}
+    assert _yaml_str("Main IVR") == "Main IVR" and _yaml_str("it's") == "it's"
+    assert _yaml_str("Yes") == "'Yes'" and _yaml_str("123") == "'123'" and _yaml_str("Sales: EMEA") == "'Sales: EMEA'"
+    assert _yaml_str("#1 Priority") == "'#1 Priority'" and _yaml_str("-dash") == "'-dash'"
+    assert _yaml_str("'quoted'") == "'''quoted'''" and _yaml_str("line\nbreak") == '"line\\nbreak"'
+    for indent in (2, 4):
+        text = every_flow_form_yaml(indent)
+        tree = yaml.safe_load(text)
+        assert flow_forms(tree) == ALL_FORMS - {"holdMusic:system"}, "hold music: in-queue flows"
+        assert text.split("\n")[1] == " " * indent + "name: Main IVR"
+        assert "\n%s- task:\n%sname: Main Task\n" % (" " * 2 * indent, " " * (2 * indent + 4)) in text
+        info = parse_flow_yaml(text)
+        assert (info["type"], info["typeKey"], info["name"], info["description"], info["division"]) == (
+            "INBOUNDCALL", "inboundCall", "Main IVR", "d", "EMEA")
+        assert set(info["references"]) == EVERY_FORM_REFERENCES and len(info["references"]) == len(EVERY_FORM_REFERENCES)
+        assert not UUID_RE.search(text)
+    assert "division" not in yaml.safe_load(every_flow_form_yaml(2, None))["inboundCall"]
+    assert parse_flow_yaml(every_flow_form_yaml(2, None))["division"] is None
+    # every quoting name survives as a reference name
+    for name in QUOTING_NAMES:
+        text = _flow_yaml("INBOUNDCHAT", name, None, name, {"queues": [name], "dataTables": [name],
+                                                            "dataActions": [(name, name)], "flows": [name]})
+        info = parse_flow_yaml(text)
+        assert info["name"] == name and info["division"] == name
+        assert set(info["references"]) == {("queue", name), ("data table", name), ("data action", (name, name)),
+                                           ("flow", name)}
+
+
+def test_parse_flow_yaml_reads_hand_written_archy_and_refuses_bad_documents():
+    hand_written = """inboundEmail:
+    name: Terraform Flow Test
+    division: New Home
+    startUpRef: "/inboundEmail/states/state[Initial State_10]"
+    defaultLanguage: en-us
+    supportedLanguages:
+        en-us:
+            defaultLanguageSkill:
+                noValue: true
+    settingsInQueueCall:
+        holdMusic:
+            lit:
+                name: PromptSystem.on_hold_music
+    states:
+        - state:
+            name: Initial State
+            refId: Initial State_10
+            actions:
+                - transferToAcd:
+                    name: Transfer to ACD
+                    targetQueue:
+                        lit:
+                            name: 'Sales: EMEA'
+                    preTransferAudio:
+                        exp: ToAudio(Prompt.Welcome) + ToAudio(PromptSystem.beep)
+                    priority:
+                        lit: 0
+                    skills:
+                        - lit:
+                            name: "Yes"
+                        - exp: Flow.skill
+                - transferToAcd:
+                    name: Dynamic
+                    targetQueue:
+                        exp: FindQueue("Support")
+                - disconnect:
+                    name: Disconnect
+"""
+    info = parse_flow_yaml(hand_written)
+    assert info["type"] == "INBOUNDEMAIL" and info["division"] == "New Home" and info["description"] is None
+    assert info["references"] == [("queue", "Sales: EMEA"), ("prompt", "Welcome"), ("skill", "Yes")]
+    problems = {
+        "": "no flow document",
+        "inboundCall: [1, 2]\n": "must hold a mapping",
+        "- a\n- b\n": "mapping under the flow type key",
+        "inqueueCall:\n  name: 123\n": "not a string",
+        "bot:\n  name: B\n  division:\n    name: Home\n    id: x\n": "not a division name",
+        "bot:\n  name: B\n  description: Yes\n": "description is bool",
+    }
+    for text, words in problems.items():
+        with pytest.raises(FlowYamlError) as err:
+            parse_flow_yaml(text)
+        assert words in str(err.value), (text, str(err.value))
+    with pytest.raises(FlowYamlError) as err:             # every unquoted name, not only the first
+        parse_flow_yaml("bot:\n  name: B\n  a:\n    targetQueue:\n      lit:\n        name: 123\n"
+                        "  b:\n    wrapupCode:\n      lit:\n        name: yes\n")
+    assert len(err.value.messages) == 2 and "queue name is int 123" in err.value.messages[0]
+    assert "wrap-up code name is bool True" in err.value.messages[1]
+    with pytest.raises(FlowYamlError) as err:
+        parse_flow_yaml("inboundCall:\n  name: A\n  tasks: [\n")
+    assert "while parsing" in str(err.value) or "expected" in str(err.value)
+
+
+def test_import_lists_every_missing_name_then_publishes_with_consumed_resources(fake):
+    org, api = config_org(fake)
+    text = every_flow_form_yaml()
+    failed = run_flow_import(api, text)
+    assert failed["status"] == "Failure"
+    assert [m["text"] for m in failed["messages"]] == [
+        "Unable to find division 'EMEA'", "Unable to find language 'Ünïcødé 東京'", "Unable to find prompt 'Welcome'",
+        "Unable to find prompt 'Main_Menu'", "Unable to find emergency group 'it's an Emergency'",
+        "Unable to find schedule group 'Open: Hours'", "Unable to find data table 'VIP: Numbers'",
+        "Unable to find data action 'CRM: Salesforce/Get #1'", "Unable to find queue 'Sales: EMEA'",
+        "Unable to find language 'English'", "Unable to find skill 'Yes'", "Unable to find skill '-dash'",
+        "Unable to find queue '123'", "Unable to find wrap-up code '#1 Priority'",
+        "Unable to find common module 'Auth: PIN'", "Unable to find flow 'After Hours'"]
+    assert not org.objects["flows"]
+    # create them all (a flow and a module only as shells; a chat flow of the same name does not count)
+    ok(api.post(PATHS["divisions"], json={"name": "EMEA", "description": ""}))
+    for kind, name in (("languages", "Ünïcødé 東京"), ("languages", "English"), ("skills", "Yes"), ("skills", "-dash"),
+                       ("queues", "Sales: EMEA"), ("queues", "123"), ("wrapupcodes", "#1 Priority")):
+        ok(api.post(PATHS[kind], json={"name": name}))
+    for name in ("Welcome", "Main_Menu"):
+        ok(api.post(NEW_PATHS["prompts"], json={"name": name}))
+    ok(api.post(PATHS["schedulegroups"], json={"name": "Open: Hours", "timeZone": "Europe/Berlin"}))
+    ok(api.post(NEW_PATHS["emergencygroups"], json={"name": "it's an Emergency"}))
+    ok(api.post(NEW_PATHS["datatables"], json={"name": "VIP: Numbers", "schema": table_schema()}))
+    org.add_data_action("CRM: Salesforce", "Get #1")
+    ok(api.post(PATHS["flows"], json={"name": "After Hours", "type": "INBOUNDCHAT"}))
+    ok(api.post(PATHS["flows"], json={"name": "Auth: PIN", "type": "COMMONMODULE"}))
+    failed = run_flow_import(api, text)
+    assert [m["text"] for m in failed["messages"]] == ["Unable to find flow 'After Hours'"], "flows: name and type"
+    shell = ok(api.post(PATHS["flows"], json={"name": "After Hours", "type": "INBOUNDCALL"}))
+    done = run_flow_import(api, text)
+    assert done["status"] == "Success", done
+    fid = done["flow"]["id"]
+    flow = org.objects["flows"][fid]
+    assert flow["division"]["name"] == "EMEA" and org.flow_content[fid] == text
+    body = ok(api.get(CONSUMED, params={"id": fid, "version": "1.0", "objectType": "INBOUNDCALLFLOW",
+                                        "pageSize": 100, "pageNumber": 1}))
+    assert_fits_model(body, "ConsumedResourcesEntityListing")
+    for d in body["entities"]:
+        assert_fits_model(d, "Dependency")
+        assert set(d) <= {"id", "name", "type", "version", "deleted", "updated", "stateUnknown"}
+        assert d["deleted"] is False and d["updated"] is False and d["stateUnknown"] is False
+    got = sorted((d["type"], d["name"]) for d in body["entities"])
+    assert got == sorted([
+        ("ACDLANGUAGE", "English"), ("ACDLANGUAGE", "Ünïcødé 東京"), ("ACDSKILL", "-dash"), ("ACDSKILL", "Yes"),
+        ("ACDWRAPUPCODE", "#1 Priority"), ("COMMONMODULEFLOW", "Auth: PIN"), ("DATAACTION", "Get #1"),
+        ("DATATABLE", "VIP: Numbers"), ("EMERGENCYGROUP", "it's an Emergency"), ("INBOUNDCALLFLOW", "After Hours"),
+        ("QUEUE", "123"), ("QUEUE", "Sales: EMEA"), ("SCHEDULEGROUP", "Open: Hours"), ("USERPROMPT", "Main_Menu"),
+        ("USERPROMPT", "Welcome")])
+    assert body["total"] == 15 and [e["name"] for e in body["entities"]] == sorted(
+        (e["name"] for e in body["entities"]), key=lambda n: (n.casefold(), n))
+    assert next(d for d in body["entities"] if d["name"] == "After Hours")["id"] == shell["id"]
+    # a document may name its own flow
+    self_ref = run_flow_import(api, "commonModule:\n  name: Loop\n  tasks:\n    - task:\n        actions:\n"
+                                    "          - callCommonModule:\n              commonModule:\n                Loop:\n"
+                                    "                  ver_latestPublished: {}\n")
+    assert self_ref["status"] == "Success"
+    assert [d["id"] for d in org.flow_dependencies(self_ref["flow"]["id"])] == [self_ref["flow"]["id"]]
+    assert fake.server_errors == []
+
+
+def test_consumed_resources_validation_paging_and_deleted_objects(fake):
+    org, api = config_org(fake)
+    queues = [ok(api.post(PATHS["queues"], json={"name": "Q%03d" % i})) for i in range(105)]
+    text = _flow_yaml("WORKFLOW", "Big", None, None, {"queues": [q["name"] for q in queues]})
+    fid = run_flow_import(api, text)["flow"]["id"]
+    query = {"id": fid, "version": "1.0", "objectType": "WORKFLOW"}
+    page = ok(api.get(CONSUMED, params={**query, "pageSize": 100}))
+    assert page["total"] == 105 and page["pageCount"] == 2 and len(page["entities"]) == 100
+    assert page["nextUri"].startswith(CONSUMED + "?pageSize=100&pageNumber=2&")
+    assert [e["name"] for e in ok(api.get(CONSUMED, params={**query, "pageSize": 100, "pageNumber": 2}))["entities"]] \
+        == ["Q100", "Q101", "Q102", "Q103", "Q104"]
+    assert ok(api.get(CONSUMED, params={"id": fid, "objectType": "WORKFLOW"}))["total"] == 105, "version: published"
+    assert_error(api.get(CONSUMED, params={**query, "pageSize": 101}), 400, "bad.request")
+    assert_error(api.get(CONSUMED, params={**query, "objectType": "WORKFLOWFLOW"}), 400, "bad.request")
+    assert_error(api.get(CONSUMED, params={"id": fid, "version": "1.0"}), 400, "bad.request")
+    assert_error(api.get(CONSUMED, params={**query, "version": "2.0"}), 404, "not.found")
+    assert_error(api.get(CONSUMED, params={**query, "id": "nope"}), 404, "not.found")
+    assert_error(api.post(CONSUMED, params=query), 405, "method.not.allowed")
+    shell = ok(api.post(PATHS["flows"], json={"name": "Shell", "type": "BOT"}))
+    assert_error(api.get(CONSUMED, params={"id": shell["id"], "version": "1.0", "objectType": "BOTFLOW"}), 404,
+                 "not.found")
+    # the platform loses an object: the record stays, flagged deleted (the delete API would refuse: 409)
+    assert_error(api.delete(PATHS["queues"] + "/" + queues[0]["id"]), 409, "general.conflict")
+    org.remove_object("queues", queues[0]["id"])
+    first = ok(api.get(CONSUMED, params={**query, "pageSize": 1}))["entities"][0]
+    assert first == {"id": queues[0]["id"], "name": "Q000", "type": "QUEUE", "deleted": True, "updated": False,
+                     "stateUnknown": False}
+    # a new version re-resolves: the queue is missing now
+    failed = run_flow_import(api, text)
+    assert [m["text"] for m in failed["messages"]] == ["Unable to find queue 'Q000'"]
+    with pytest.raises(KeyError):
+        org.remove_object("queues", queues[0]["id"])
+
+
+def test_published_flows_block_deletion_of_what_they_name(fake):
+    org, api = config_org(fake)
+    made = {}
+    for kind, name in (("queues", "Q"), ("skills", "S"), ("languages", "L"), ("wrapupcodes", "W")):
+        made[kind] = ok(api.post(PATHS[kind], json={"name": name}))
+    made["schedulegroups"] = ok(api.post(PATHS["schedulegroups"], json={"name": "G", "timeZone": "Europe/Berlin"}))
+    made["emergencygroups"] = ok(api.post(NEW_PATHS["emergencygroups"], json={"name": "E"}))
+    made["prompts"] = ok(api.post(NEW_PATHS["prompts"], json={"name": "P"}))
+    ok(api.post(NEW_PATHS["prompts"] + "/" + made["prompts"]["id"] + "/resources",
+                json={"language": "en-us", "ttsString": "Hello"}))
+    made["datatables"] = ok(api.post(NEW_PATHS["datatables"], json={"name": "T", "schema": table_schema()}))
+    ok(api.post(NEW_PATHS["datatables"] + "/" + made["datatables"]["id"] + "/rows", json={"key": "k"}))
+    refs = {"queues": ["Q"], "skills": ["S"], "languages": ["L"], "wrapupCodes": ["W"], "scheduleGroups": ["G"],
+            "emergencyGroups": ["E"], "prompts": ["P"], "dataTables": ["T"]}
+    text = _flow_yaml("INBOUNDCALL", "Uses all", None, None, refs)
+    # an unpublished shell's content blocks nothing; the published flow blocks everything it names
+    shell = ok(api.post(PATHS["flows"], json={"name": "Draft", "type": "INBOUNDCALL"}))
+    org.set_flow_content(shell["id"], text.replace("Uses all", "Draft"))
+    assert {d["name"] for d in org.flow_dependencies(shell["id"])} == {"Q", "S", "L", "W", "G", "E", "P", "T"}
+    flow = run_flow_import(api, text)["flow"]
+    every = {"force": "true", "allResources": "true"}
+    for kind, obj in made.items():
+        path = (PATHS.get(kind) or NEW_PATHS[kind]) + "/" + obj["id"]
+        body = assert_error(api.delete(path, params=every), 409, "general.conflict")
+        assert "the published flow %s (Uses all)" % flow["id"] in body["message"]
+    assert r_status(api.delete(PATHS["flows"] + "/" + flow["id"])) == 204, "flows may always be deleted"
+    # without the flow: a prompt with resources needs allResources, a table with rows force
+    assert_error(api.delete(NEW_PATHS["prompts"] + "/" + made["prompts"]["id"]), 409, "general.conflict")
+    assert_error(api.delete(NEW_PATHS["datatables"] + "/" + made["datatables"]["id"]), 409, "general.conflict")
+    for kind, obj in made.items():
+        path = (PATHS.get(kind) or NEW_PATHS[kind]) + "/" + obj["id"]
+        assert r_status(api.delete(path, params=every)) == 204, kind
+    assert made["prompts"]["id"] not in org.prompt_resources and made["datatables"]["id"] not in org.table_rows
+    assert fake.server_errors == []
+
+
+def table_schema(**columns):
+    props = {"key": {"title": "Key", "type": "string", "$id": "/properties/key", "displayOrder": 0}}
+    for n, (name, ctype) in enumerate(columns.items()):
+        props[name] = {"title": name, "type": ctype, "$id": "/properties/" + name, "displayOrder": n + 1}
+    return {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object", "properties": props,
+            "required": ["key"], "additionalProperties": False}
+
+
+def test_new_kinds_lists_items_and_models(fake):
+    org, api = config_org(fake)
+    populate_config_org(org, seed=3, skills=4, wrapupcodes=3, schedules=3, schedulegroups=2, queues=4, flows=6,
+                        users=2, languages=2, prompts=5, datatables=3, table_rows=40, ivrs=3, emergencygroups=2,
+                        data_actions=3)
+    for kind, path in NEW_PATHS.items():
+        entity_model, listing_model = NEW_MODELS[kind]
+        body = ok(api.get(path, params={"pageSize": 100}))
+        assert_fits_model(body, listing_model)
+        assert body["total"] == len(org.objects[kind]) > 0
+        for entity in body["entities"]:
+            assert_fits_model(entity, entity_model)
+            assert entity["selfUri"] == path + "/" + entity["id"]
+            item = ok(api.get(entity["selfUri"]))
+            assert_fits_model(item, entity_model)
+            if kind in ("ivrs", "emergencygroups"):
+                assert type(item["version"]) is int and item["dateCreated"] and item["state"] == "active"
+            if kind == "prompts":
+                assert item["resources"] and all(a["promptId"] == item["id"] for a in item["resources"])
+                for asset in item["resources"]:
+                    assert_fits_model(asset, "PromptAsset")
+                    assert asset["uploadStatus"] in ("created", "transcoded")
+                    assert ("mediaUri" in asset) == (asset["uploadStatus"] == "transcoded")
+            if kind == "emergencygroups":
+                for call_flow in item["emergencyCallFlows"]:
+                    assert_fits_model(call_flow, "EmergencyCallFlow")
+        assert_error(api.get(path, params={"pageSize": 101}), 400, "bad.request")
+        assert_error(api.get(path + "/nope"), 404, "not.found")
+    names = [e["name"] for e in ok(api.get(NEW_PATHS["prompts"]))["entities"]]
+    assert names == sorted(names, key=lambda n: (n.casefold(), n))
+    starts = [e["startPhoneNumber"] for e in ok(api.get(NEW_PATHS["didpools"]))["entities"]]
+    assert starts == sorted(starts)
+    for kind in ("didpools", "dataactions"):                 # read only here
+        assert_error(api.post(NEW_PATHS[kind], json={"name": "x"}), 405, "method.not.allowed")
+        some = next(iter(org.objects[kind]))
+        assert_error(api.put(NEW_PATHS[kind] + "/" + some, json={"name": "x"}), 405, "method.not.allowed")
+        assert_error(api.delete(NEW_PATHS[kind] + "/" + some), 405, "method.not.allowed")
+    action = org.objects["dataactions"][org.add_data_action("Billing: Core", "Get Balance")]
+    assert set(action) == {"id", "name", "category", "integrationId", "selfUri"}
+    with pytest.raises(ValueError):
+        org.add_data_action("Billing: Core", "Get Balance")
+    found = ok(api.get(NEW_PATHS["dataactions"], params={"category": "Billing: Core"}))["entities"]
+    assert [a["id"] for a in found] == [action["id"]]
+    # every kind is found by id, and tampering works on the writable ones
+    kind, obj = org.find_object(action["id"])
+    assert kind == "dataactions" and obj["name"] == "Get Balance"
+    org.tamper_next_write("ivrs", "description", "tampered")
+    assert ok(api.post(NEW_PATHS["ivrs"], json={"name": "New", "description": "real"}))["description"] == "tampered"
+    # a division holding an object of a new kind cannot go
+    div = ok(api.post(PATHS["divisions"], json={"name": "D", "description": ""}))
+    table = ok(api.post(NEW_PATHS["datatables"], json={"name": "In D", "division": {"id": div["id"]},
+                                                        "schema": table_schema()}))
+    assert_error(api.delete(PATHS["divisions"] + "/" + div["id"]), 409, "general.conflict")
+    assert r_status(api.delete(NEW_PATHS["datatables"] + "/" + table["id"])) == 204
+    assert r_status(api.delete(PATHS["divisions"] + "/" + div["id"])) == 204
+    assert fake.server_errors == []
+
+
+def test_prompts_names_conflicts_and_deletion(fake):
+    org, api = config_org(fake)
+    for bad in ("1st", "Hello World", "_x", "Grüße", "", "a-b"):
+        assert_error(api.post(NEW_PATHS["prompts"], json={"name": bad}), 400, "bad.request")
+    p = ok(api.post(NEW_PATHS["prompts"], json={"name": "Welcome", "description": "Hi", "resources": []}))
+    assert p["resources"] == [] and set(p) <= {"id", "name", "description", "resources", "selfUri"}
+    assert_fits_model(p, "Prompt")
+    assert_error(api.post(NEW_PATHS["prompts"], json={"name": "Welcome"}), 409, "general.conflict")
+    ok(api.post(NEW_PATHS["prompts"], json={"name": "welcome"}))                    # case-sensitive
+    assert_error(api.post(NEW_PATHS["prompts"], json={"name": "X", "id": "y"}), 400, "bad.request")
+    assert_error(api.post(NEW_PATHS["prompts"], json={"name": "X", "division": {"id": home_id(org)}}), 400,
+                 "bad.request")
+    renamed = ok(api.put(NEW_PATHS["prompts"] + "/" + p["id"], json={"name": "Welcome_2"}))
+    assert renamed["name"] == "Welcome_2" and "description" not in renamed
+    assert_error(api.put(NEW_PATHS["prompts"] + "/" + p["id"], json={"name": "bad name"}), 400, "bad.request")
+    # queues name prompts by id
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert_error(make_raw_queue(api, "Q", whisperPrompt={"id": missing}), 400, "bad.request")
+    q = make_queue(api, "Q", whisperPrompt={"id": p["id"]}, onHoldPrompt={"id": p["id"], "name": "stale"})
+    assert q["whisperPrompt"] == q["onHoldPrompt"] == {"id": p["id"], "name": "Welcome_2", "selfUri": p["selfUri"]}
+    assert_error(api.delete(NEW_PATHS["prompts"] + "/" + p["id"]), 409, "general.conflict")
+    assert r_status(api.delete(PATHS["queues"] + "/" + q["id"])) == 204
+    assert r_status(api.delete(NEW_PATHS["prompts"] + "/" + p["id"])) == 204
+    assert_error(api.delete(NEW_PATHS["prompts"] + "/" + p["id"]), 404, "not.found")
+
+
+def make_raw_queue(api, name, **fields):
+    return api.post(PATHS["queues"], json={"name": name, **fields})
+
+
+def test_prompt_resources_upload_transcode_and_media(fake):
+    org, api = config_org(fake)
+    org.prompt_transcode_seconds = 0.3
+    p = ok(api.post(NEW_PATHS["prompts"], json={"name": "Welcome"}))
+    res = NEW_PATHS["prompts"] + "/" + p["id"] + "/resources"
+    for bad in ({"language": "English"}, {}, {"language": "en-us", "ttsString": 5}, {"language": "en-us", "x": 1},
+                {"language": "en-us", "id": "i"}):
+        assert_error(api.post(res, json=bad), 400, "bad.request")
+    en = ok(api.post(res, json={"language": "en-us", "ttsString": "Welcome!", "text": "Welcome",
+                                "uploadStatus": "transcoded"}))
+    assert_fits_model(en, "PromptAsset")
+    assert en["uploadStatus"] == "created" and en["languageDefault"] is True and "mediaUri" not in en
+    assert en["selfUri"] == res + "/en-us" and en["promptId"] == p["id"]
+    assert_error(api.post(res, json={"language": "en-us"}), 409, "general.conflict")
+    de = ok(api.post(res, json={"language": "de-DE"}))
+    assert de["language"] == "de-de" and de["languageDefault"] is False
+    listing = ok(api.get(res))
+    assert_fits_model(listing, "PromptAssetEntityListing")
+    assert [a["language"] for a in listing["entities"]] == ["de-de", "en-us"]
+    assert_error(api.get(res + "/fr-fr"), 404, "not.found")
+    assert_error(api.post(res + "/fr-fr/uploads"), 404, "not.found")
+    # upload audio: pre-signed PUT, exact headers, no Authorization
+    upload = ok(api.post(res + "/en-us/uploads"))
+    assert set(upload) == {"url", "headers"} and upload["url"].startswith(fake.download_url + "/")
+    assert_fits_model(upload, "PromptAssetUpload")
+    wav = make_wav(7, 800)
+    s = session()
+    assert_error(s.put(upload["url"], data=wav, headers={**upload["headers"], "Authorization": "Bearer t"}), 400,
+                 "InvalidArgument")
+    for name in upload["headers"]:
+        partial = {k: v for k, v in upload["headers"].items() if k != name}
+        assert s.put(upload["url"], data=wav, headers=partial).status_code == 403
+    assert download(upload["url"]).status_code == 403, "an upload URL is not a download URL"
+    assert s.put(upload["url"], data=wav, headers=upload["headers"]).status_code == 200
+    assert ok(api.get(res + "/en-us"))["uploadStatus"] == "uploaded"
+    done = wait_for(lambda: (lambda a: a if a["uploadStatus"] == "transcoded" else None)(ok(api.get(res + "/en-us"))))
+    assert done["durationSeconds"] == 0.05 and done["ttsString"] == "Welcome!"     # 800 bytes of 16 kB/s
+    assert done["mediaUri"].startswith(fake.download_url + "/")
+    assert_error(download(done["mediaUri"], headers={"Authorization": "Bearer x"}), 400, "InvalidArgument")
+    media = download(done["mediaUri"])
+    assert media.status_code == 200 and media.headers["Content-Type"] == "audio/wav" and media.content == wav
+    assert ok(api.get(NEW_PATHS["prompts"] + "/" + p["id"]))["resources"][1]["mediaUri"]
+    # not RIFF/WAVE: transcodeFailed, no audio
+    upload = ok(api.post(res + "/de-de/uploads"))
+    assert s.put(upload["url"], data=b"ID3 not a wave file", headers=upload["headers"]).status_code == 200
+    failed = wait_for(lambda: (lambda a: a if a["uploadStatus"] == "transcodeFailed" else None)(
+        ok(api.get(res + "/de-de"))))
+    assert "mediaUri" not in failed and "durationSeconds" not in failed
+    # a new upload replaces the audio: uploaded, then transcoded again
+    org.prompt_transcode_seconds = 0.3
+    other = make_wav(8, 1600)
+    upload = ok(api.post(res + "/en-us/uploads"))
+    assert s.put(upload["url"], data=other, headers=upload["headers"]).status_code == 200
+    between = ok(api.get(res + "/en-us"))
+    assert between["uploadStatus"] == "uploaded" and "mediaUri" not in between
+    again = wait_for(lambda: (lambda a: a if a["uploadStatus"] == "transcoded" else None)(ok(api.get(res + "/en-us"))))
+    assert download(again["mediaUri"]).content == other and again["durationSeconds"] == 0.1
+    # PUT changes the texts, keeps the audio; DELETE a resource
+    updated = ok(api.put(res + "/en-us", json={"ttsString": "Hello", "language": "en-us"}))
+    assert updated["ttsString"] == "Hello" and "text" not in updated and updated["uploadStatus"] == "transcoded"
+    assert_error(api.put(res + "/en-us", json={"language": "de-de"}), 400, "bad.request")
+    assert r_status(api.delete(res + "/en-us")) == 204
+    assert ok(api.get(res + "/de-de"))["languageDefault"] is True, "the remaining resource becomes the default"
+    assert (p["id"], "en-us") not in org.prompt_audio
+    assert_error(api.delete(NEW_PATHS["prompts"] + "/" + p["id"]), 409, "general.conflict")
+    assert r_status(api.delete(NEW_PATHS["prompts"] + "/" + p["id"], params={"allResources": "true"})) == 204
+    assert fake.server_errors == []
+
+
+def test_data_tables_schema_rules_and_rows(fake):
+    org, api = config_org(fake)
+    tables = NEW_PATHS["datatables"]
+    good = table_schema(tier="string", priority="integer", rate="number", vip="boolean")
+    bad_schemas = [None, {"type": "object"}, dict(good, type="array"), dict(good, additionalProperties=True),
+                   {k: v for k, v in good.items() if k != "additionalProperties"}, dict(good, required=[]),
+                   dict(good, properties={"tier": {"type": "string"}}),
+                   dict(good, properties=dict(good["properties"], key={"type": "integer"})),
+                   dict(good, properties=dict(good["properties"], x={"type": "date"})), dict(good, extra=1)]
+    for schema in bad_schemas:
+        body = {"name": "T"} if schema is None else {"name": "T", "schema": schema}
+        assert_error(api.post(tables, json=body), 400, "bad.request")
+    t = ok(api.post(tables, json={"name": "Sales: EMEA Rates", "description": "d", "schema": good}))
+    assert_fits_model(t, "DataTable")
+    assert t["schema"] == good and t["division"]["id"] == home_id(org) and "version" not in t
+    assert_fits_model(t["schema"], "JsonSchemaDocument")
+    assert_error(api.post(tables, json={"name": "Sales: EMEA Rates", "schema": good}), 409, "general.conflict")
+    assert "schema" not in ok(api.get(tables))["entities"][0]
+    assert ok(api.get(tables, params={"expand": "schema"}))["entities"][0]["schema"] == good
+    assert "schema" not in ok(api.get(tables + "/" + t["id"]))
+    assert ok(api.get(tables + "/" + t["id"], params={"expand": "schema"}))["schema"] == good
+    # the schema may only gain columns
+    fewer = table_schema(tier="string", priority="integer", rate="number")
+    assert_error(api.put(tables + "/" + t["id"], json={"name": t["name"], "schema": fewer}), 400, "bad.request")
+    retyped = table_schema(tier="integer", priority="integer", rate="number", vip="boolean")
+    assert_error(api.put(tables + "/" + t["id"], json={"name": t["name"], "schema": retyped}), 400, "bad.request")
+    more = table_schema(tier="string", priority="integer", rate="number", vip="boolean", notes="string")
+    assert ok(api.put(tables + "/" + t["id"], json={"name": t["name"], "schema": more}))["schema"] == more
+    kept = ok(api.put(tables + "/" + t["id"], json={"name": t["name"], "description": "e"}))
+    assert kept["schema"] == more and kept["description"] == "e"
+    # rows
+    rows = tables + "/" + t["id"] + "/rows"
+    row = {"key": "Ü/1 it's", "tier": "gold", "priority": 3, "rate": 1.5, "vip": True}
+    assert ok(api.post(rows, json=row)) == row
+    assert_error(api.post(rows, json=row), 409, "general.conflict")
+    for bad in ({"key": "b", "colour": "red"}, {"key": "b", "priority": "3"}, {"key": "b", "priority": 1.5},
+                {"key": "b", "vip": 1}, {"key": "b", "rate": True}, {"tier": "x"}, {"key": ""}, {"key": 5}, ["x"]):
+        assert_error(api.post(rows, json=bad), 400, "bad.request")
+    assert ok(api.post(rows, json={"key": "int rate", "rate": 2})) == {"key": "int rate", "rate": 2}
+    for i in range(600):
+        org.table_rows[t["id"]]["k%04d" % i] = {"key": "k%04d" % i, "priority": i}
+    brief = ok(api.get(rows, params={"pageSize": 500}))
+    assert_fits_model(brief, "DataTableRowEntityListing")
+    assert brief["total"] == 602 and brief["pageCount"] == 2 and brief["entities"][0] == {"key": "int rate"}
+    assert all(set(e) == {"key"} for e in brief["entities"]), "showbrief defaults to true"
+    full = ok(api.get(rows, params={"pageSize": 500, "pageNumber": 2, "showbrief": "false"}))
+    assert full["entities"][-1] == row and full["entities"][0] == {"key": "k0499", "priority": 499}
+    assert_error(api.get(rows, params={"pageSize": 501}), 400, "bad.request")
+    item = rows + "/" + quote(row["key"], safe="")
+    assert ok(api.get(item)) == {"key": row["key"]}
+    assert ok(api.get(item, params={"showbrief": "false"})) == row
+    assert ok(api.put(item, json={"tier": "silver"})) == {"key": row["key"], "tier": "silver"}
+    assert_error(api.put(item, json={"key": "other"}), 400, "bad.request")
+    assert_error(api.put(rows + "/missing", json={}), 404, "not.found")
+    assert r_status(api.delete(item)) == 204
+    assert_error(api.get(item), 404, "not.found")
+    assert_error(api.delete(tables + "/" + t["id"]), 409, "general.conflict")
+    assert r_status(api.delete(tables + "/" + t["id"], params={"force": "true"})) == 204
+    assert_error(api.get(rows), 404, "not.found")
+    other = ok(api.post(tables, json={"name": "Other", "schema": table_schema(n="integer")}))
+    org.set_table_rows(other["id"], [{"key": "a", "n": 1}, {"key": "b"}])
+    assert sorted(org.table_rows[other["id"]]) == ["a", "b"]
+    with pytest.raises(ValueError):
+        org.set_table_rows(other["id"], [{"key": "a", "n": "1"}])
+    assert fake.server_errors == []
+
+
+def test_ivrs_numbers_pools_versions_and_emergency_groups(fake):
+    org, api = config_org(fake)
+    ivrs, groups = NEW_PATHS["ivrs"], NEW_PATHS["emergencygroups"]
+    org.add_did_pool("+13175550000", "+13175550099")
+    org.add_did_pool("+4930123400", "+4930123499")
+    with pytest.raises(ValueError):
+        org.add_did_pool("+13175550100", "+1317555")
+    pools = ok(api.get(NEW_PATHS["didpools"]))
+    assert [p["startPhoneNumber"] for p in pools["entities"]] == ["+4930123400", "+13175550000"]
+    flow = ok(api.post(PATHS["flows"], json={"name": "Main", "type": "INBOUNDCALL"}))
+    group = ok(api.post(PATHS["schedulegroups"], json={"name": "G", "timeZone": "Europe/Berlin"}))
+    body = {"name": "Main Number", "dnis": ["+13175550001", "+4930123499"], "openHoursFlow": {"id": flow["id"]},
+            "closedHoursFlow": {"id": flow["id"]}, "scheduleGroup": {"id": group["id"]}}
+    missing = "00000000-0000-4000-8000-000000000000"
+    outside = assert_error(api.post(ivrs, json=dict(body, dnis=["+13175550001", "+13175550100"])), 400, "bad.request")
+    assert "+13175550100" in outside["message"] and outside["details"][0]["entityName"] == "+13175550100"
+    for bad in (dict(body, dnis=["3175550001"]), dict(body, dnis="+13175550001"),
+                dict(body, dnis=["+13175550001", "+13175550001"]), dict(body, holidayHoursFlow={"id": missing}),
+                dict(body, scheduleGroup={"id": missing}), dict(body, colour="red")):
+        assert_error(api.post(ivrs, json=bad), 400, "bad.request")
+    ivr = ok(api.post(ivrs, json=body))
+    assert_fits_model(ivr, "IVR")
+    assert ivr["version"] == 1 and ivr["dnis"] == body["dnis"] and ivr["openHoursFlow"]["name"] == "Main"
+    assert ivr["scheduleGroup"] == {"id": group["id"], "name": "G", "selfUri": group["selfUri"]}
+    assert "holidayHoursFlow" not in ivr
+    taken = assert_error(api.post(ivrs, json={"name": "Second", "dnis": ["+13175550002", "+4930123499"]}), 409,
+                         "general.conflict")
+    assert "+4930123499" in taken["message"] and "Main Number" in taken["message"]
+    assert taken["details"][0]["entityId"] == ivr["id"]
+    second = ok(api.post(ivrs, json={"name": "Second", "dnis": ["+13175550002"]}))
+    url = ivrs + "/" + ivr["id"]
+    assert_error(api.put(url, json=dict(body, name="Main Number")), 409, "general.conflict")       # no version
+    assert_error(api.put(url, json=dict(body, version=2)), 409, "general.conflict")               # stale
+    changed = ok(api.put(url, json=dict(body, version=1, dnis=["+13175550001"])))
+    assert changed["version"] == 2 and changed["dnis"] == ["+13175550001"]
+    assert ok(api.put(url, json=dict(body, version=2)))["version"] == 3, "its own numbers are no conflict"
+    assert_error(api.delete(PATHS["schedulegroups"] + "/" + group["id"]), 409, "general.conflict")
+    # emergency groups
+    for bad in ({"name": "E", "enabled": "yes"}, {"name": "E", "emergencyCallFlows": [{"emergencyFlow": {"id": missing}}]},
+                {"name": "E", "emergencyCallFlows": [{"ivrs": [{"id": missing}]}]},
+                {"name": "E", "emergencyCallFlows": [{"ivrs": [], "other": 1}]}):
+        assert_error(api.post(groups, json=bad), 400, "bad.request")
+    eg = ok(api.post(groups, json={"name": "Fire", "enabled": True, "emergencyCallFlows": [
+        {"emergencyFlow": {"id": flow["id"]}, "ivrs": [{"id": ivr["id"]}, {"id": second["id"]}]}]}))
+    assert_fits_model(eg, "EmergencyGroup")
+    assert eg["version"] == 1 and eg["enabled"] is True
+    assert eg["emergencyCallFlows"][0]["ivrs"][1] == {"id": second["id"], "name": "Second", "selfUri": second["selfUri"]}
+    assert_error(api.delete(ivrs + "/" + second["id"]), 409, "general.conflict")
+    assert_error(api.put(groups + "/" + eg["id"], json={"name": "Fire", "version": 5}), 409, "general.conflict")
+    off = ok(api.put(groups + "/" + eg["id"], json={"name": "Fire", "version": 1}))
+    assert off["version"] == 2 and off["enabled"] is False and off["emergencyCallFlows"] == []
+    assert ok(api.post(groups, json={"name": "Bare"}))["enabled"] is False
+    assert_error(api.post(groups, json={"name": "Bare"}), 409, "general.conflict")
+    # flows may go whatever refers to them; the references dangle
+    assert r_status(api.delete(PATHS["flows"] + "/" + flow["id"])) == 204
+    assert ok(api.get(url))["openHoursFlow"]["id"] == flow["id"]
+    assert r_status(api.delete(ivrs + "/" + second["id"])) == 204
+    assert r_status(api.delete(url)) == 204
+    assert r_status(api.delete(PATHS["schedulegroups"] + "/" + group["id"])) == 204
+    assert fake.server_errors == []
+
+
+def test_populate_clone_demo_covers_every_form_and_expectation(fake):
+    import yaml
+    source, target = fake.orgs["source"], fake.orgs["target"]
+    expected = populate_clone_demo(source, target, seed=2, conflicting_number=True)
+    assert set(expected) >= {"missing_data_action", "flows_needing_missing_action", "unpublished_flows",
+                             "numbers_in_target_pools", "numbers_awaiting_porting", "conflicting_numbers",
+                             "enabled_emergency_groups"}
+    objects = sum(len(source.objects[k]) for k in source.objects)
+    assert 60 <= objects <= 150 and 190 <= sum(len(r) for r in source.table_rows.values()) <= 210
+    forms, texts, indents, names = set(), [], set(), set()
+    for fid, flow in source.objects["flows"].items():
+        if fid not in source.flow_content:
+            continue
+        text = source.flow_content[fid]
+        texts.append(text)
+        tree = yaml.safe_load(text)
+        forms |= flow_forms(tree)
+        indents.add(text.split("\n")[1].index("name:"))
+        info = parse_flow_yaml(text)
+        deps = source.flow_dependencies(fid)
+        assert len(deps) == len(info["references"]) and not any(d["deleted"] for d in deps), flow["name"]
+        names |= {n for _, n in info["references"] if isinstance(n, str)}
+        names |= {p for _, n in info["references"] if isinstance(n, tuple) for p in n}
+    assert forms == ALL_FORMS, ALL_FORMS - forms
+    assert indents == {2, 4}
+    joined = "\n".join(texts)
+    for quoted in ("'Yes'", "'123'", "'Sales: EMEA'", "'#1 Priority'", "'-dash'", "'After Hours: it''s closed'",
+                   "'Auth Module: PIN'", "'CRM: Salesforce'"):
+        assert quoted in joined, quoted
+    assert {"it's", "Ünïcødé 東京", "Yes", "123", "Sales: EMEA"} <= names
+    # every kind has a name that needs quoting (prompts never: their rule)
+    needs_quoting = lambda n: yaml.safe_load("k: %s" % n) != {"k": n} if ":" not in n else True  # noqa: E731
+    for kind in ("divisions", "skills", "languages", "wrapupcodes", "schedulegroups", "queues", "flows", "datatables",
+                 "ivrs", "emergencygroups", "dataactions"):
+        pool = [o["name"] for o in source.objects[kind].values()] + [
+            o.get("category", "") for o in source.objects[kind].values()]
+        assert any(n != n.strip() or "'" in n or not n.isascii() or n[:1] in "#-" or needs_quoting(n)
+                   for n in pool if n), kind
+    assert all(re.match(r"^[A-Za-z][A-Za-z0-9_]*$", p["name"]) for p in source.objects["prompts"].values())
+    # expectations
+    category, action = expected["missing_data_action"]
+    assert any(a["category"] == category and a["name"] == action for a in source.objects["dataactions"].values())
+    assert not any(a["category"] == category and a["name"] == action for a in target.objects["dataactions"].values())
+    assert len(target.objects["dataactions"]) == len(source.objects["dataactions"]) - 1
+    assert expected["flows_needing_missing_action"] == ["Payments IVR", "Payments: Overflow IVR"]
+    assert expected["unpublished_flows"] == [f["name"] for f in source.objects["flows"].values()
+                                             if "publishedVersion" not in f] != []
+    numbers = sorted(n for ivr in source.objects["ivrs"].values() for n in ivr["dnis"])
+    assert sorted(expected["numbers_in_target_pools"] + expected["numbers_awaiting_porting"]) == numbers
+    assert expected["numbers_in_target_pools"] and expected["numbers_awaiting_porting"]
+    for number in expected["numbers_in_target_pools"]:
+        assert target._in_did_pool(number) and source._in_did_pool(number)
+    assert not any(target._in_did_pool(n) for n in expected["numbers_awaiting_porting"])
+    (number, holder), = expected["conflicting_numbers"].items()
+    assert number in expected["numbers_in_target_pools"]
+    assert [i["name"] for i in target.objects["ivrs"].values() if number in i["dnis"]] == [holder]
+    assert expected["enabled_emergency_groups"] == [g["name"] for g in source.objects["emergencygroups"].values()
+                                                    if g["enabled"]] and len(expected["enabled_emergency_groups"]) == 1
+    assert {u["email"] for u in source.objects["users"].values()} == {u["email"] for u in target.objects["users"].values()}
+    assert not set(source.objects["users"]) & set(target.objects["users"])
+    assert all(not target.objects[k] for k in ("queues", "flows", "prompts", "datatables", "emergencygroups", "skills"))
+    # prompts: 1-2 languages, TTS and/or valid WAV audio
+    assets = [a for p in source.prompt_resources.values() for a in p.values()]
+    assert {a["language"] for a in assets} == {"en-us", "de-de"} and any(a["uploadStatus"] == "transcoded" for a in assets)
+    for (pid, language), audio in source.prompt_audio.items():
+        assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE" and 200 < len(audio) < 1000
+    # tables: 2-4 typed columns, rows that fit them
+    for tid, table in source.objects["datatables"].items():
+        props = table["schema"]["properties"]
+        assert 2 <= len(props) <= 4 and props["key"]["type"] == "string"
+        for row in source.table_rows[tid].values():
+            assert source._check_row(table, row) == row
+    # IVRs: 1-3 numbers, flows and a schedule group; emergency groups name a flow and IVRs
+    for ivr in source.objects["ivrs"].values():
+        assert 1 <= len(ivr["dnis"]) <= 3 and ivr["openHoursFlow"]["id"] in source.objects["flows"]
+        assert ivr["scheduleGroup"]["id"] in source.objects["schedulegroups"]
+    for group in source.objects["emergencygroups"].values():
+        call_flow, = group["emergencyCallFlows"]
+        assert call_flow["emergencyFlow"]["id"] in source.objects["flows"] and call_flow["ivrs"]
+    # deterministic: the same seed gives the same names and expectations
+    again = populate_clone_demo(*FakeGenesys(("a", "b")).orgs.values(), seed=2, conflicting_number=True)
+    assert {k: v for k, v in again.items() if k != "refs"} == {k: v for k, v in expected.items() if k != "refs"}
+    assert fake.server_errors == []
+
+
+def test_standalone_generate():
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fake_genesys.py"), "--orgs", "source,target",
+                             "--generate", "--seed", "4", "--rate-limit", "1000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert set(info["orgs"]) == {"source", "target"}
+        assert info["generated"]["missing_data_action"] == ["Payments", "Charge Card: Legacy"]
+        src = info["orgs"]["source"]
+        s = session()
+        tok = s.post(src["login_url"] + "/oauth/token", auth=(src["client_id"], src["client_secret"]),
+                     data={"grant_type": "client_credentials"}).json()["access_token"]
+        prompts = s.get(src["api_url"] + NEW_PATHS["prompts"], headers={"Authorization": "Bearer " + tok}).json()
+        assert prompts["total"] >= 4 and prompts["entities"][0]["resources"]
+        flows = s.get(src["api_url"] + PATHS["flows"], headers={"Authorization": "Bearer " + tok}).json()
+        assert {f["name"] for f in flows["entities"]} >= set(info["generated"]["flows_needing_missing_action"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert out == "" and err == ""
 
 
 # ---- section 9: analytics conversation-detail jobs ------------------------------------------------

@@ -98,7 +98,7 @@ def test_several_flows_come_as_a_zip_one_as_yaml(fake, tmp_path, flows):
     source, target, env = config_orgs(fake, flows)
     result = run_cli(["clone", "--yes", *FAST], env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert published(target) == {flow["name"] for flow in source.objects["flows"].values()}
+    assert published(target) == published(source)
     posts = flow_export_posts(source)
     assert len(posts) == 1 and posts[0].status == 200
 
@@ -109,7 +109,7 @@ def test_a_transient_flow_export_failure_is_registered_again(fake, tmp_path):
     result = run_cli(["clone", "--yes", *FAST], env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("registering it again") == 2 and len(flow_export_posts(source)) == 3
-    assert published(target) == {flow["name"] for flow in source.objects["flows"].values()}
+    assert published(target) == published(source)
 
 
 def test_a_flow_export_that_keeps_failing_names_its_flows_and_writes_nothing(fake, tmp_path):
@@ -119,7 +119,7 @@ def test_a_flow_export_that_keeps_failing_names_its_flows_and_writes_nothing(fak
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in result.stderr
     assert "failed again" in errors[0] and "exit code 107" in errors[0]
-    assert all(repr(flow["name"]) in errors[0] for flow in source.objects["flows"].values())
+    assert all(repr(name) in errors[0] for name in published(source))
     assert len(flow_export_posts(source)) == 4
     assert not [r for r in target.requests if r.method in ("POST", "PUT", "DELETE") and r.path.startswith("/api/v2")]
 
