@@ -1323,8 +1323,10 @@ class ApiClient:
                                    f"pages only. Run again later; if it persists, report it to Genesys support.")
             seen.update(item[identity] for item in fresh)
             yield from fresh
-            if page >= (page_count or 0) or not entities:
+            if not entities:
                 return
+            if not (page < page_count if page_count is not None else bool(answer.get("nextUri"))):
+                return  # some listings (queue members) have no pageCount: only whether a next page exists
             page += 1
 
     def organization(self):
@@ -2747,16 +2749,17 @@ FLOW_IMPORT_JOBS = "/api/v2/flows/jobs"
 FLOW_EXPORT_BATCH = 20
 FLOW_EXPORT_RETRIES = 3  # a Failure "... exit code 107" for a flow that exists is the platform under load
 FLOW_EXPORT_TRANSIENT = "exit code 107"
+FLOW_DOCUMENT_MAX_BYTES = 64 << 20
 FLOW_JOB_DONE = ("Success", "Failure")
 CONSUMED_RESOURCES = "/api/v2/architect/dependencytracking/consumedresources"
+EVERY_ORG_HAS = ("SYSTEMPROMPT",)  # dependencies every org has under the same name (PromptSystem.on_hold_music)
 # Archy's top-level key of a flow document -> the flow's type (real exports spell `inqueueCall`).
-ARCHY_FLOW_TYPES = {
-    "inboundcall": "INBOUNDCALL", "inqueuecall": "INQUEUECALL", "inboundemail": "INBOUNDEMAIL",
-    "inqueueemail": "INQUEUEEMAIL", "inboundchat": "INBOUNDCHAT", "inboundshortmessage": "INBOUNDSHORTMESSAGE",
-    "inqueueshortmessage": "INQUEUESHORTMESSAGE", "bot": "BOT", "digitalbot": "DIGITALBOT", "workflow": "WORKFLOW",
-    "commonmodule": "COMMONMODULE",
-}
+ARCHY_FLOW_TYPES = {flow_type.lower(): flow_type for flow_type in (  # every Flow.type of the SDK
+    "BOT", "BUSINESSPROCESS", "COMMONMODULE", "DIGITALBOT", "EMAILSEND", "INBOUNDCALL", "INBOUNDCHAT", "INBOUNDEMAIL",
+    "INBOUNDSHORTMESSAGE", "INQUEUECALL", "INQUEUEEMAIL", "INQUEUESHORTMESSAGE", "OUTBOUNDCALL", "SECURECALL",
+    "SPEECH", "SURVEYINVITE", "VOICE", "VOICEMAIL", "VOICESURVEY", "WORKFLOW", "WORKITEM")}
 MANIFEST_FLUSH_S = 0.25
+STAMP_FIELDS = ("version", "dateModified")  # what tells that someone changed an object after clone
 TIMED_WRAPUP_PROMPTS = ("AGENT_REQUESTED", "MANDATORY_TIMEOUT", "MANDATORY_FORCED_TIMEOUT")
 
 
@@ -2765,10 +2768,24 @@ class KindHooks:
     The base changes nothing; each method is called for every planned object of its kind."""
 
     syncs = False  # whether sync copies anything: an object an earlier run created is then synced again
+    words = ""  # a relation's changes to objects the target had, for the confirmation line
+
+    def prepare(self, run, items):
+        """Reads, before anything is written, what planning this kind's objects needs (a relation's two
+        sides), and sets each item's `changes`."""
+
+    def count(self, item):
+        """How many changes the item brings (a relation's members, skills ...), for the plan."""
+        return 0
 
     def shape(self, run, item, body):
         """The settings as the API takes them for this object (a rule a field list cannot say)."""
         return body
+
+    def pending_change(self, run, item):
+        """The change sync is about to make to what the target had ({kind, change, targetId, name, added,
+        before, after}), recorded for a whole level in one manifest write before its requests leave."""
+        return None
 
     def sync(self, run, item):
         """Copies what the object holds besides its settings, once it exists in the target; adds what
@@ -2780,6 +2797,15 @@ class KindHooks:
 
     def notes(self, run, item):
         """(topic, text, needs attention) lines for the summary: work left for a person."""
+        return []
+
+    def undo(self, client, kind, entry, force, manifest):
+        """Takes back a recorded change of an object the target had (what clone added goes, what it
+        replaced comes back); answers why not, when someone changed it since and not `force`."""
+        raise MigrateError(f"{kind.key} has no recorded changes of kind {entry.get('change')!r} to undo")
+
+    def extras(self, client, kind, entry):
+        """What an object clone created holds now that clone did not add (someone else's members)."""
         return []
 
 
@@ -2814,20 +2840,255 @@ class ObjectKind:
     defaults: tuple = ()  # (field, value): what the API requires even where the source has nothing
     dependency: str = ""  # its type in Architect's dependency tracking (a flow's: its type + "FLOW")
     name_chars: str = ""  # the characters its names may hold, where the API restricts them (a regex class)
+    name_pattern: str = ""  # what a whole name must be, where the API restricts it
     delete_params: tuple = ()  # what DELETE needs to remove the object with what it holds
     archy_content: bool = False  # its content moves by Architect export and import jobs (flows)
     org_own: tuple = ()  # (field, value): the one object of its kind every org has (the home division)
+    string_lists: tuple = ()  # fields that must be lists of strings, checked as the org lists them
+    relation_of: str = ""  # a relation (members, skills) of the objects of this kind, not objects of its own
     hooks: KindHooks = NO_HOOKS  # what a row cannot say: sub-resources, bodies, notes
 
 
 class QueueSettings(KindHooks):
+    def undo(self, client, kind, entry, force, manifest):
+        """Wrap-up codes clone added to a queue the target had are removed from its list."""
+        for member in entry["added"]:
+            delete_if_there(client, f"{kind.path}/{entry['targetId']}/{kind.members}/{path_segment(member)}")
+        return None
+
+    def extras(self, client, kind, entry):
+        listed = {member["id"] for member in client.paginate(f"{kind.path}/{entry['targetId']}/{kind.members}", 100)}
+        return sorted(listed - set(entry["added"]))
+
     def shape(self, run, item, body):
         """acwSettings.timeoutMs goes only with a wrap-up prompt that times out (SDK 269's AcwSettings);
         the platform refuses it with any other, though it may answer one."""
         acw = body.get("acwSettings")
         if isinstance(acw, dict) and "timeoutMs" in acw and acw.get("wrapupPrompt") not in TIMED_WRAPUP_PROMPTS:
             body["acwSettings"] = {name: value for name, value in acw.items() if name != "timeoutMs"}
+        rings = (body.get("bullseye") or {}).get("rings") if isinstance(body.get("bullseye"), dict) else None
+        if isinstance(rings, list):  # groups are not copied: their members come with them
+            body["bullseye"] = {**body["bullseye"], "rings": [
+                {name: value for name, value in ring.items() if name != "memberGroups"} if isinstance(ring, dict)
+                else ring for ring in rings]}
         return body
+
+
+class QueueMembership(KindHooks):
+    """A queue's direct members (memberBy user), users matched by email, with their ring numbers and
+    `joined`.  Group members come with their group, which clone does not copy."""
+
+    syncs = True
+    words = "add {changes} members to {objects} existing queues"
+
+    def prepare(self, run, items):
+        """Reads the source's member lists, and the target's for queues it already has, in parallel."""
+        def members(client, queue_id):
+            return list(client.paginate(f"{QUEUES_PATH}/{queue_id}/members", QUEUE_MEMBERS_PAGE))
+
+        with ThreadPoolExecutor(max_workers=run.args.workers, thread_name_prefix="members") as pool:
+            reads = [(item, pool.submit(members, run.source, item.source["id"]),
+                      pool.submit(members, run.target, item.target_id) if item.parent.target else None)
+                     for item in items]
+            for item, source_read, target_read in reads:
+                self._plan(run, item, source_read.result(), target_read.result() if target_read else [])
+
+    def _plan(self, run, item, source_members, target_members):
+        rings = len(((item.parent.target or item.parent.desired or {}).get("bullseye") or {}).get("rings") or []) or 1
+        present = {member["id"]: member for member in target_members}
+        ours = set(run.manifest.added(item.kind.key, "members", item.target_id)) if item.target_id else set()
+        wanted, unmatched, clamped, by_group = {}, [], [], 0
+        for member in source_members:
+            if member.get("memberBy") == "group":
+                by_group += 1
+                continue
+            user = run.by_source_id.get(member["id"])
+            if user is None or not user.target_id:
+                unmatched.append(member.get("name") or member["id"])
+                continue
+            ring = member.get("ringNumber") if is_int(member.get("ringNumber")) and member["ringNumber"] >= 1 else 1
+            if ring > rings:
+                clamped.append(f"{item.target_name}: {user.target_name or member.get('name')} ring {ring} -> {rings}")
+                ring = rings
+            wanted[user.target_id] = {"ringNumber": ring, "joined": member.get("joined") is not False}
+        item.changes = {user_id: state for user_id, state in wanted.items() if user_id not in present or (
+            user_id in ours and any(present[user_id].get(name) != value for name, value in state.items()))}
+        item.context = {"unmatched": unmatched, "clamped": clamped, "byGroup": by_group, "present": set(present)}
+
+    def count(self, item):
+        return len(item.changes or {})
+
+    def pending_change(self, run, item):
+        if not item.changes:
+            return None
+        return {"kind": item.kind.key, "change": "members", "targetId": item.parent.target_id,
+                "name": item.target_name, "after": item.changes,
+                "added": [user_id for user_id in item.changes if user_id not in item.context["present"]]}
+
+    def sync(self, run, item):
+        if not item.changes:
+            return
+        queue_id = item.parent.target_id
+        path = f"{QUEUES_PATH}/{queue_id}/members"
+        added = [user_id for user_id in item.changes if user_id not in item.context["present"]]
+        for start in range(0, len(added), QUEUE_MEMBERS_PER_CALL):  # each joins on ring 1, joined
+            run.target.post(path, [{"id": user_id} for user_id in added[start:start + QUEUE_MEMBERS_PER_CALL]])
+            run.wrote()
+        patches = [(user_id, state) for user_id, state in item.changes.items()
+                   if state != ADDED_MEMBER or user_id in item.context["present"]]
+
+        def patch(user_id, state):
+            run.target.request("PATCH", f"{path}/{path_segment(user_id)}", body=state)
+            run.wrote()
+
+        run.in_parallel(patch, patches, f"members of queue {item.target_name!r}")
+        run.manifest.record_done(item.kind.key, "members", queue_id)
+        item.copied = item.changes
+        item.parent.touched = True
+
+    def verify(self, run, item):
+        present = {member["id"]: member for member in run.target.paginate(
+            f"{QUEUES_PATH}/{item.parent.target_id}/members", QUEUE_MEMBERS_PAGE)}
+        return [f"member {user_id} " + ("missing" if user_id not in present else "has another ring or joined")
+                for user_id, state in item.copied.items() if user_id not in present
+                or any(present[user_id].get(name) != value for name, value in state.items())]
+
+    def undo(self, client, kind, entry, force, manifest):
+        path = f"{QUEUES_PATH}/{entry['targetId']}/members"
+        present = {member["id"]: member for member in client.paginate(path, QUEUE_MEMBERS_PAGE)}
+        moved = [user_id for user_id, state in entry["after"].items() if user_id in present
+                 and any(present[user_id].get(name) != value for name, value in state.items())]
+        if moved and not force:
+            return f"{len(moved)} members clone added have another ring or joined now, e.g. {moved[0]}"
+        added = [user_id for user_id in entry["added"] if user_id in present]
+        for start in range(0, len(added), QUEUE_MEMBERS_PER_CALL):  # each joins on ring 1, joined
+            client.request("POST", path, params={"delete": "true"},
+                           body=[{"id": user_id} for user_id in added[start:start + QUEUE_MEMBERS_PER_CALL]])
+        return None
+
+    def extras(self, client, kind, entry):
+        present = client.paginate(f"{QUEUES_PATH}/{entry['targetId']}/members", QUEUE_MEMBERS_PAGE)
+        return sorted(member["id"] for member in present if member["id"] not in entry["added"])
+
+    def notes(self, run, item):
+        context = item.context or {}
+        lines = [(NOTE_RING_CLAMPED, text, False) for text in context.get("clamped", [])]
+        groups = [group.get("name") or group.get("id") for ring in (item.source.get("bullseye") or {}).get("rings") or []
+                  for group in ring.get("memberGroups") or [] if isinstance(group, dict)]
+        if groups or context.get("byGroup"):
+            lines.append((NOTE_GROUPS_DROPPED, f"{item.target_name}: {', '.join(map(str, groups)) or 'groups'} "
+                                               f"({context.get('byGroup', 0)} members)", False))
+        return lines
+
+
+class UserRouting(KindHooks):
+    """What a matched user routes by (skills or languages, with proficiency): added to the target user,
+    never removed; where both hold one, --on-conflict update sets the source's proficiency."""
+
+    syncs = True
+
+    def __init__(self, sub_path, expanded, value_kind):
+        self.sub_path, self.expanded, self.value_kind = sub_path, expanded, value_kind
+        self.words = f"add or change {{changes}} {expanded} on {{objects}} existing users"
+
+    def prepare(self, run, items):
+        """The lists come with the user list (expand); where the platform left a user's out, one read."""
+        def routing(client, user):
+            listed = user.get(self.expanded)
+            if isinstance(listed, list) and all(isinstance(entry, dict) and isinstance(entry.get("id"), str)
+                                                for entry in listed):
+                return listed
+            return list(client.paginate(f"/api/v2/users/{user['id']}/{self.sub_path}", USER_ROUTING_PAGE))
+
+        with ThreadPoolExecutor(max_workers=run.args.workers, thread_name_prefix="routing") as pool:
+            reads = [(item, pool.submit(routing, run.source, item.source), pool.submit(routing, run.target, item.target))
+                     for item in items]
+            for item, source_read, target_read in reads:
+                self._plan(run, item, source_read.result(), target_read.result())
+
+    def _plan(self, run, item, source_list, target_list):
+        present = {entry["id"]: entry.get("proficiency") for entry in target_list}
+        changes, before = {}, {}
+        for entry in source_list:
+            mapped = run.by_source_id.get(entry["id"])
+            if mapped is None or mapped.kind.key != self.value_kind or mapped.action in ("skip", "conflict"):
+                continue
+            proficiency = entry.get("proficiency", 0)
+            target_id = mapped.target_id or entry["id"]  # a value created by this run gets its id at apply
+            if target_id not in present:
+                changes[target_id] = proficiency
+            elif run.args.on_conflict == "update" and present[target_id] != proficiency:
+                changes[target_id], before[target_id] = proficiency, present[target_id]
+        item.changes, item.context = changes, {"before": before}
+
+    def count(self, item):
+        return len(item.changes or {})
+
+    def pending_change(self, run, item):
+        if not item.changes:
+            return None
+        resolved = {run.id_map.get(value_id, value_id): proficiency for value_id, proficiency in item.changes.items()}
+        before = {run.id_map.get(value_id, value_id): value for value_id, value in item.context["before"].items()}
+        return {"kind": item.kind.key, "change": self.expanded, "targetId": item.target_id,
+                "name": item.target.get("email") or item.target_name, "before": before, "after": resolved,
+                "added": [value for value in resolved if value not in before]}
+
+    def sync(self, run, item):
+        if not item.changes:
+            return
+        resolved = {run.id_map.get(value_id, value_id): proficiency for value_id, proficiency in item.changes.items()}
+        body = [{"id": value_id, "proficiency": proficiency} for value_id, proficiency in resolved.items()]
+        for start in range(0, len(body), USER_ROUTING_PER_CALL):
+            answer = run.target.request("PATCH", f"/api/v2/users/{item.target_id}/{self.sub_path}/bulk",
+                                        body=body[start:start + USER_ROUTING_PER_CALL])
+            run.wrote()
+        listed = answer.get("entities") if isinstance(answer, dict) else None
+        item.context["answered"] = {value["id"]: value.get("proficiency") for value in listed
+                                    if isinstance(value, dict) and isinstance(value.get("id"), str)} \
+            if isinstance(listed, list) and not answer.get("nextUri") else None
+        run.manifest.record_done(item.kind.key, self.expanded, item.target_id)
+        item.copied = resolved
+
+    def undo(self, client, kind, entry, force, manifest):
+        path = f"/api/v2/users/{entry['targetId']}/{self.sub_path}"
+        present = {value["id"]: value.get("proficiency") for value in client.paginate(path, USER_ROUTING_PAGE)}
+        moved = [value_id for value_id, proficiency in entry["after"].items() if value_id in present
+                 and present[value_id] not in (proficiency, entry["before"].get(value_id, proficiency))]
+        if moved and not force:
+            return f"{len(moved)} {self.expanded} have another proficiency now, e.g. {moved[0]}"
+        for value_id in entry["added"]:
+            if value_id in present:
+                delete_if_there(client, f"{path}/{path_segment(value_id)}")
+        back = [{"id": value_id, "proficiency": proficiency} for value_id, proficiency in entry["before"].items()]
+        for start in range(0, len(back), USER_ROUTING_PER_CALL):
+            client.request("PATCH", f"{path}/bulk", body=back[start:start + USER_ROUTING_PER_CALL])
+        return None
+
+    def verify(self, run, item):
+        """Checked against the whole list the last bulk PATCH answered (a read only where it did not)."""
+        present = item.context.get("answered")
+        if present is None:
+            present = {entry["id"]: entry.get("proficiency") for entry in run.target.paginate(
+                f"/api/v2/users/{item.target_id}/{self.sub_path}", USER_ROUTING_PAGE)}
+        return [f"{self.expanded} {value_id} " + ("missing" if value_id not in present else "has another proficiency")
+                for value_id, proficiency in item.copied.items() if present.get(value_id) != proficiency]
+
+
+class MatchedUsers(KindHooks):
+    def notes(self, run, item):
+        if item.action == "skip" and any(kind.relation_of == item.kind.key for kind in run.kinds):
+            return [(NOTE_UNMATCHED_USERS, item.source.get("email") or item.source.get("name") or item.source["id"],
+                     False)]
+        return []
+
+
+def delete_if_there(client, path, **kwargs):
+    """DELETE that counts an object already gone as deleted."""
+    try:
+        client.request("DELETE", path, **kwargs)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
 
 
 class TrunkCredentials(KindHooks):
@@ -2865,7 +3126,9 @@ class PromptResources(KindHooks):
                                    f"({language})") if resource.get("mediaUri") else None
             item.copied[language] = (texts, hashlib.sha256(audio).hexdigest() if audio is not None else None)
             current = present.get(language)
-            resource_path = f"{path}/{urllib.parse.quote(language, safe='')}"
+            resource_path = f"{path}/{path_segment(language)}"
+            if item.action == "update":
+                self._record(run, item, language, current, texts, audio)
             if current is None:
                 run.target.post(path, {"language": language, **texts})
                 run.wrote()
@@ -2874,25 +3137,77 @@ class PromptResources(KindHooks):
                 run.wrote()
             if audio is not None and not (current and current.get("mediaUri")
                                           and download_bytes(current["mediaUri"], "the target's audio") == audio):
-                self._upload(run, resource_path, audio, f"prompt {item.target_name!r} ({language})")
+                self._upload(run.target, resource_path, audio, f"prompt {item.target_name!r} ({language})", run.poll)
+                run.wrote()
 
     @staticmethod
-    def _upload(run, resource_path, audio, describe):
-        grant = run.target.post(f"{resource_path}/uploads") or {}
+    def _record(run, item, language, current, texts, audio):
+        """Before a prompt the target had is changed: the resource it gains, or the texts and audio it
+        loses (the audio kept beside the manifest, private), for rollback."""
+        replaces_audio = audio is not None and current is not None and current.get("mediaUri")
+        changes_texts = current is not None and any(current.get(name) != value for name, value in texts.items())
+        if current is not None and not replaces_audio and not changes_texts:
+            return
+        before = {}
+        if current is not None:
+            before = {name: current.get(name) for name in PROMPT_TEXT_FIELDS}
+            if replaces_audio:
+                old = download_bytes(current["mediaUri"], "the target's audio")
+                if old == audio:
+                    if not changes_texts:
+                        return
+                else:
+                    before["audio"] = run.manifest.keep_audio(item.target_id, language, old)
+        after = {**texts, "audio": hashlib.sha256(audio).hexdigest() if audio is not None else None}
+        run.manifest.record_change(item.kind.key, "resources", item.target_id, item.target_name,
+                                   added=[] if current is not None else [language],
+                                   before={language: before} if current is not None else None,
+                                   after={language: after})
+
+    @staticmethod
+    def _upload(client, resource_path, audio, describe, poll):
+        """Uploads audio to a resource through the pre-signed URL the target grants, and waits for it to
+        be transcoded."""
+        grant = client.post(f"{resource_path}/uploads") or {}
         if not isinstance(grant.get("url"), str):
-            raise MigrateError(f"the target gave no upload URL for the audio of {describe}. Run clone again.")
+            raise MigrateError(f"the target gave no upload URL for the audio of {describe}. Run again.")
         answer = PresignedTransfer().put(grant["url"], audio, grant.get("headers") or {})
         if answer.status_code >= 300:
-            raise MigrateError(f"upload of the audio of {describe} answered {answer.status_code}. Run clone again.")
-        run.wrote()
-        state, _, _ = poll_job(run.target, resource_path, lane="api",
+            raise MigrateError(f"upload of the audio of {describe} answered {answer.status_code}. Run again.")
+        state, _, _ = poll_job(client, resource_path, lane="api",
                                finished=lambda state: state.get("uploadStatus") in ("transcoded", "transcodeFailed"),
                                first_delay=PROMPT_TRANSCODE_FIRST_LOOK_S, then_delay=PROMPT_TRANSCODE_FIRST_LOOK_S,
-                               cap=run.poll.cap, deadline=time.monotonic() + run.poll.deadline_s,
+                               cap=poll.cap, deadline=time.monotonic() + poll.deadline_s,
                                describe=f"transcoding of the audio of {describe}")
         if state.get("uploadStatus") != "transcoded":
-            raise MigrateError(f"the target could not transcode the audio of {describe}; the source's file may "
-                               f"not be WAV. Replace it in the source and run clone again.")
+            raise MigrateError(f"the target could not transcode the audio of {describe}; the file may not be "
+                               f"WAV. Replace it in the source and run again.")
+
+    def undo(self, client, kind, entry, force, manifest):
+        path = f"{kind.path}/{entry['targetId']}/resources"
+        present = {resource.get("language"): resource for resource in client.paginate(path, 100)}
+        moved = []
+        for language, after in entry["after"].items():
+            current = present.get(language)
+            if current is None:
+                continue
+            if any(current.get(name) != after.get(name) for name in PROMPT_TEXT_FIELDS if name in after) or (
+                    after.get("audio") and not (current.get("mediaUri") and hashlib.sha256(download_bytes(
+                        current["mediaUri"], "the target's audio")).hexdigest() == after["audio"])):
+                moved.append(language)
+        if moved and not force:
+            return f"{len(moved)} resources differ from what clone wrote, e.g. {moved[0]}"
+        for language in entry["added"]:
+            if language in present:
+                delete_if_there(client, f"{path}/{path_segment(language)}")
+        for language, before in entry["before"].items():
+            resource_path = f"{path}/{path_segment(language)}"
+            texts = {name: before[name] for name in PROMPT_TEXT_FIELDS if before.get(name) is not None}
+            client.request("PUT", resource_path, body={"language": language, **texts})
+            if before.get("audio"):
+                audio = manifest.kept_audio(before["audio"])
+                self._upload(client, resource_path, audio, f"prompt {entry['name']!r} ({language})", PollSettings())
+        return None
 
     def verify(self, run, item):
         if item.copied is None:
@@ -2939,6 +3254,11 @@ class TableRows(KindHooks):
         changes = [(row, present.get(row["key"])) for row in rows
                    if row["key"] not in present or any(present[row["key"]].get(name) != value
                                                        for name, value in row.items())]
+        if changes and item.action == "update":  # a table the target had: rollback puts its rows back
+            run.manifest.record_change(item.kind.key, "rows", item.target_id, item.target_name,
+                                       added=[row["key"] for row, current in changes if current is None],
+                                       before={row["key"]: current for row, current in changes if current is not None},
+                                       after={row["key"]: row for row, _ in changes})
 
         def write(row, current):
             if current is None:
@@ -2949,10 +3269,28 @@ class TableRows(KindHooks):
                     if not (exc.status == 409 and retried):  # our own earlier attempt landed
                         raise
             else:
-                run.target.request("PUT", f"{rows_path}/{urllib.parse.quote(row['key'], safe='')}", body={**current, **row})
+                run.target.request("PUT", f"{rows_path}/{path_segment(row['key'])}", body={**current, **row})
             run.wrote()
 
         run.in_parallel(write, changes, f"table {item.target_name!r}")
+        if changes and item.action == "update":
+            run.manifest.record_done(item.kind.key, "rows", item.target_id)
+
+    def undo(self, client, kind, entry, force, manifest):
+        rows_path = f"{kind.path}/{entry['targetId']}/rows"
+        present = {row["key"]: row for row in client.paginate(rows_path, TABLE_ROWS_PAGE, {"showbrief": "false"},
+                                                               identity="key")}
+        moved = [key for key, row in entry["after"].items() if key in present
+                 and any(present[key].get(name) != value for name, value in row.items())
+                 and present[key] != entry["before"].get(key)]
+        if moved and not force:
+            return f"{len(moved)} rows differ from what clone wrote, e.g. {moved[0]!r}"
+        for key in entry["added"]:
+            if key in present:
+                delete_if_there(client, f"{rows_path}/{path_segment(key)}")
+        for key, row in entry["before"].items():
+            client.request("PUT", f"{rows_path}/{path_segment(key)}", body=row)
+        return None
 
     def verify(self, run, item):
         if item.copied is None:
@@ -2981,6 +3319,28 @@ class IvrNumbers(KindHooks):
             else:
                 copyable.append(number)
         return copyable, porting, elsewhere
+
+    syncs = True
+
+    def sync(self, run, item):
+        """An IVR an earlier run created gains the numbers that have since come into the target's pools
+        (their porting is done): a re-run finishes what waited."""
+        if item.action != "ours":
+            return
+        copyable, _, _ = self.numbers(run, item)
+        if all(number in ((item.target or {}).get("dnis") or []) for number in copyable):
+            return
+        path = f"{item.kind.path}/{item.target_id}"
+        current = run.target.get(path) or {}
+        present = list(current.get("dnis") or []) if isinstance(current.get("dnis"), list) else []
+        body = updated_body(item.kind, current, {"dnis": present + [n for n in copyable if n not in present]})
+        run.target.request("PUT", path, body=body)
+        run.wrote()
+        item.copied = copyable
+
+    def verify(self, run, item):
+        current = run.target.get(f"{item.kind.path}/{item.target_id}") or {}
+        return [f"number {number} missing" for number in item.copied if number not in (current.get("dnis") or [])]
 
     def shape(self, run, item, body):
         copyable, _, _ = self.numbers(run, item)
@@ -3022,6 +3382,15 @@ NOTE_AWAITING_PORTING = "IVR numbers awaiting porting (outside the target's DID 
 NOTE_NUMBER_HELD = "IVR numbers left off because another IVR of the target holds them"
 NOTE_ENABLE_AT_CUTOVER = "Emergency groups created disabled: enable by hand at cutover"
 NOTE_MISSING_ACTIONS = "Data actions the target lacks (create the integration and action by hand)"
+NOTE_RING_CLAMPED = "Queue members whose ring number is beyond the target queue's rings, put on its last ring"
+NOTE_GROUPS_DROPPED = "Queues copied without their group members (groups are not copied)"
+NOTE_UNMATCHED_USERS = "Users with no email match in the target (their memberships, skills and languages are not copied)"
+QUEUES_PATH = "/api/v2/routing/queues"
+QUEUE_MEMBERS_PAGE = 100
+QUEUE_MEMBERS_PER_CALL = 100
+ADDED_MEMBER = {"ringNumber": 1, "joined": True}  # how the platform adds a member
+USER_ROUTING_PAGE = 100
+USER_ROUTING_PER_CALL = 50
 PROMPT_TEXT_FIELDS = ("ttsString", "text")
 PROMPT_TRANSCODE_FIRST_LOOK_S = 0.2
 TABLE_ROWS_PAGE = 500
@@ -3044,7 +3413,8 @@ CLONE_KINDS = (
     ObjectKind("flows", "/api/v2/flows", 500, 1, 0, ("name", "description", "type"), match="name+type",
                updatable=False, dependency="FLOW", archy_content=True, hooks=FlowShells()),
     ObjectKind("prompts", "/api/v2/architect/prompts", 100, 1, 6, ("name", "description"), division_field="",
-               dependency="USERPROMPT", name_chars="A-Za-z0-9_", delete_params=(("allResources", "true"),),
+               dependency="USERPROMPT", name_chars="A-Za-z0-9_", name_pattern="[A-Za-z][A-Za-z0-9_]*",
+               delete_params=(("allResources", "true"),),
                hooks=PromptResources()),
     ObjectKind("dataTables", "/api/v2/flows/datatables", 100, 1, 5, ("name", "description", "schema"),
                list_params=(("expand", "schema"),), dependency="DATATABLE", delete_params=(("force", "true"),),
@@ -3052,17 +3422,23 @@ CLONE_KINDS = (
     ObjectKind("scheduleGroups", "/api/v2/architect/schedulegroups", 100, 2, 4,
                ("name", "description", "timeZone", "openSchedules", "closedSchedules", "holidaySchedules"),
                version="int", dependency="SCHEDULEGROUP"),
-    ObjectKind("queues", "/api/v2/routing/queues", 500, 2, 3,
+    ObjectKind("queues", QUEUES_PATH, 500, 2, 3,
                ("name", "description", "mediaSettings", "routingRules", "acwSettings", "skillEvaluationMethod",
                 "bullseye", "queueFlow", "emailInQueueFlow", "messageInQueueFlow", "whisperPrompt", "onHoldPrompt"),
                members="wrapupcodes", members_kind="wrapupCodes", dependency="QUEUE", hooks=QueueSettings()),
     ObjectKind("ivrs", "/api/v2/architect/ivrs", 100, 3, 2,
                ("name", "description", "dnis", "openHoursFlow", "closedHoursFlow", "holidayHoursFlow",
-                "scheduleGroup"), version="int", hooks=IvrNumbers()),
+                "scheduleGroup"), version="int", string_lists=("dnis",), hooks=IvrNumbers()),
     ObjectKind("emergencyGroups", "/api/v2/architect/emergencygroups", 100, 4, 1,
                ("name", "description", "enabled", "emergencyCallFlows"), version="int", dependency="EMERGENCYGROUP",
                hooks=EmergencySwitch()),
-    ObjectKind("users", "/api/v2/users", 500, -1, -1, (), match="email", creatable=False, updatable=False),
+    ObjectKind("users", "/api/v2/users", 500, -1, -1, (), match="email", creatable=False, updatable=False,
+               dependency="USER", list_params=(("expand", "skills,languages"),), hooks=MatchedUsers()),
+    ObjectKind("queueMembers", QUEUES_PATH, 100, 3, 2, (), relation_of="queues", hooks=QueueMembership()),
+    ObjectKind("userSkills", "/api/v2/users", 100, 2, 2, (), relation_of="users",
+               hooks=UserRouting("routingskills", "skills", "skills")),
+    ObjectKind("userLanguages", "/api/v2/users", 100, 2, 2, (), relation_of="users",
+               hooks=UserRouting("routinglanguages", "languages", "languages")),
     ObjectKind("dataActions", "/api/v2/integrations/actions", 100, -1, -1, (), match="category+name",
                creatable=False, updatable=False, dependency="DATAACTION"),
     ObjectKind("didPools", "/api/v2/telephony/providers/edges/didpools", 100, -1, -1, (), match="",
@@ -3071,6 +3447,7 @@ CLONE_KINDS = (
 KINDS_BY_KEY = {kind.key: kind for kind in CLONE_KINDS}
 KINDS_BY_DEPENDENCY = {kind.dependency: kind for kind in CLONE_KINDS if kind.dependency}
 CLONABLE_KINDS = tuple(kind.key for kind in CLONE_KINDS if kind.creatable)
+LISTED_KINDS = tuple(kind for kind in CLONE_KINDS if not kind.relation_of)
 FLOW_CONTENT_LEVEL = 1 + max(kind.level for kind in CLONE_KINDS)
 
 
@@ -3086,8 +3463,8 @@ def match_key(kind, obj):
 
 def prefixed_name(kind, prefix, name):
     """The name of a prefixed copy; where the kind's names allow only some characters (a prompt's are
-    letters, digits and _), the prefix's others become _ (a prompt's name must also start with a letter,
-    as the source's already does)."""
+    letters, digits and _), the prefix's others become _ (cmd_clone has checked that the result is a
+    name the kind allows)."""
     if kind.name_chars:
         prefix = re.sub(f"[^{kind.name_chars}]", "_", prefix)
     return prefix + name
@@ -3118,6 +3495,12 @@ def number_in_pool(number, start, end):
     return int(digits[1]) <= int(digits[0]) <= int(digits[2])
 
 
+def path_segment(value):
+    """A value as one segment of a URL path: percent-encoded, dots too, so that a key such as `..` can
+    never turn into a dot segment that HTTP libraries resolve to another resource."""
+    return urllib.parse.quote(value, safe="").replace(".", "%2E")
+
+
 def download_bytes(url, describe):
     """The bytes a pre-signed URL serves (never with our token)."""
     response = PresignedTransfer().get(url)
@@ -3140,6 +3523,7 @@ YAML_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n
                 "P": "\u2029"}
 YAML_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
 YAML_LINE_BREAKS = "\n\r\x85\u2028\u2029"
+PLAIN_SCALAR_END = re.compile(r"[ \t]+#|[ \t]*$")  # a plain scalar ends before a comment or the line's end
 
 
 def yaml_printable(char):
@@ -3190,7 +3574,7 @@ def yaml_scalar_end(line, start):
             else:
                 at += 1
         return None
-    return re.compile(r"[ \t]+#|[ \t]*$").search(line, start).start()
+    return PLAIN_SCALAR_END.search(line, start).start()
 
 
 def yaml_scalar_value(token):
@@ -3308,7 +3692,7 @@ def read_flow_scalar(lines, entry, start, parent_indent):
             if len(ahead) - len(ahead.lstrip(" ")) <= parent_indent or ahead.lstrip().startswith("#"):
                 break
             following = lines[index]
-            piece_end = yaml_scalar_end(following, len(following) - len(following.lstrip(" ")))
+            piece_end = PLAIN_SCALAR_END.search(following, len(following) - len(following.lstrip(" "))).start()
             pieces.append(following[:piece_end])
             index += 1
             if piece_end < len(following.rstrip()):  # a comment ends a plain scalar
@@ -3405,12 +3789,20 @@ def rewrite_flow_names(document, rename, own_name=None):
 
 
 def flow_export_documents(content, describe):
-    """The YAML documents of a flow export download: the document itself for one flow, every .yaml
-    member of a zip for several (recognised by their zip signature, not a header or a name)."""
+    """The YAML documents of a flow export download: the document itself for one flow, every text
+    member of a zip for several (the zip recognised by its signature, not a header or a name; a member
+    that is not UTF-8 text is no flow document, and one larger than any flow is refused unread)."""
     try:
         if content[:4] == b"PK\x03\x04":
+            texts = []
             with zipfile.ZipFile(io.BytesIO(content)) as archive:
-                texts = [archive.read(info).decode("utf-8") for info in archive.infolist() if not info.is_dir()]
+                for info in archive.infolist():
+                    if info.file_size > FLOW_DOCUMENT_MAX_BYTES:
+                        raise MigrateError(f"{describe} downloaded a zip whose member {info.filename!r} would unpack "
+                                           f"to {info.file_size} bytes, more than any flow. Run clone again.")
+                    if not info.is_dir():
+                        with contextlib.suppress(UnicodeDecodeError):
+                            texts.append(archive.read(info).decode("utf-8"))
         else:
             texts = [content.decode("utf-8")]
     except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as exc:
@@ -3465,6 +3857,24 @@ def updated_body(kind, current, copied):
     return body
 
 
+def replaced_values(current, copied):
+    """The values an update replaces ({field: value before}) and the fields it adds (absent before): what
+    rollback puts back.  Inside `properties` only the keys clone copies count, so a trunk's SIP
+    credentials are never recorded."""
+    before, absent = {}, []
+    for name, value in copied.items():
+        old = current.get(name)
+        if name not in current:
+            absent.append(name)
+        elif name == "properties" and isinstance(value, dict) and isinstance(old, dict):
+            replaced = {key: old[key] for key in value if key in old and old[key] != value[key]}
+            if replaced:
+                before[name] = replaced
+        elif old != value:
+            before[name] = old
+    return before, absent
+
+
 def flow_export_entry(flow):
     """A RegisterArchitectExportJob entry: the flow's published version, under its name."""
     ref = {"id": flow["id"]}
@@ -3510,6 +3920,10 @@ class PlanItem:
     members_present: set = None  # the member list as the target last answered it
     copied: object = None  # what its hooks' sync copied (rows, resources), for verify
     left_out: bool = False  # planned, then left out for what it needs
+    parent: object = None  # a relation's object: the queue of its members, the user of his skills
+    changes: dict = None  # a relation's planned changes
+    context: dict = None  # what its hooks learnt while planning, for notes
+    touched: bool = False  # this run changed what it holds (codes, members): its stamp is taken again
 
     @property
     def label(self):
@@ -3519,6 +3933,8 @@ class PlanItem:
 MANIFEST_ENTRY_FIELDS = (  # (field, types, required)
     ("name", (str,), True), ("targetId", (str, type(None)), True), ("state", (str,), True),
     ("type", (str, type(None)), False), ("sourceId", (str, type(None)), False),
+    ("change", (str,), False), ("added", (list,), False), ("before", (dict,), False), ("after", (dict,), False),
+    ("absent", (list,), False), ("stamp", (dict,), False),
 )
 
 
@@ -3540,6 +3956,8 @@ def manifest_problem(data):
         if not isinstance(kind, str) or kind not in KINDS_BY_KEY or not KINDS_BY_KEY[kind].creatable:
             return f"entry {index} has the kind {kind!r}"
         for name, types, required in MANIFEST_ENTRY_FIELDS:
+            if required and name not in entry:
+                return f"entry {index} has no {name}"
             if (required or name in entry) and not isinstance(entry.get(name), types):
                 return f"entry {index} has a {name} of the wrong type"
     return None
@@ -3559,6 +3977,7 @@ class Manifest:
         self.data = {"formatVersion": MANIFEST_FORMAT_VERSION, "entries": []}
         self._mutex = threading.Lock()
         self._dirty_since = None
+        self._changes = None  # (kind, change, target id) -> change entry, built when first needed
 
     def load(self, required=False):
         if self.path.exists():
@@ -3595,7 +4014,7 @@ class Manifest:
     def ours(self, kind_key):
         """Target ids (or names still being created) this manifest owns, for one kind."""
         with self._mutex:
-            return [entry for entry in self.entries if entry["kind"] == kind_key]
+            return [entry for entry in self.entries if entry["kind"] == kind_key and not entry.get("change")]
 
     def intend(self, items):
         """Lists objects about to be created; one still `creating` from a run stopped before its POST left
@@ -3610,10 +4029,99 @@ class Manifest:
 
     def _pending_entry(self, item):
         for entry in reversed(self.entries):
-            if (entry["kind"] == item.kind.key and entry["name"] == item.target_name and entry["targetId"] is None
+            if (not entry.get("change") and entry["kind"] == item.kind.key and entry["name"] == item.target_name and entry["targetId"] is None
                     and entry.get("type") == item.source.get("type")):
                 return entry
         return None
+
+    def _change_entry(self, kind_key, change, target_id):
+        if self._changes is None:
+            self._changes = {(entry["kind"], entry["change"], entry["targetId"]): entry for entry in self.entries
+                             if entry.get("change")}
+        return self._changes.get((kind_key, change, target_id))
+
+    def record_change(self, kind_key, change, target_id, name, *, added=(), before=None, after=None, absent=()):
+        """Lists a change to an object clone did not create (or a relation of one it did), before the
+        request that makes it leaves: what it adds, and the values it replaces.  A value recorded once
+        is never replaced: a re-run, or a second update, keeps the first, which is what rollback restores."""
+        self.record_changes([{"kind": kind_key, "change": change, "targetId": target_id, "name": name,
+                              "added": added, "before": before, "after": after, "absent": absent}])
+
+    def record_changes(self, changes):
+        """record_change for many changes, in one write of the manifest."""
+        if not changes:
+            return
+        with self._mutex:
+            for change in changes:
+                self._merge_change(change["kind"], change["change"], change["targetId"], change["name"],
+                                   change.get("added") or (), change.get("before"), change.get("after"),
+                                   change.get("absent") or ())
+            self._write()
+
+    def _merge_change(self, kind_key, change, target_id, name, added, before, after, absent):
+        entry = self._change_entry(kind_key, change, target_id)
+        if entry is None:
+            entry = {"kind": kind_key, "change": change, "name": str(name), "targetId": target_id,
+                     "state": "changing", "added": [], "before": {}, "after": {}, "absent": []}
+            self.entries.append(entry)
+            self._changes[(kind_key, change, target_id)] = entry
+        for value in added:
+            if value not in entry["added"] and value not in entry["before"]:
+                entry["added"].append(value)
+        for key, value in (before or {}).items():
+            if key not in entry["before"] and key not in entry["added"] and key not in entry["absent"]:
+                entry["before"][key] = value
+        for key in absent:
+            if key not in entry["before"] and key not in entry["absent"]:
+                entry["absent"].append(key)
+        entry["after"].update(after or {})
+        entry["state"] = "changing"
+
+    def added(self, kind_key, change, target_id):
+        """What an earlier run recorded adding to one object (members clone put in a queue ...)."""
+        with self._mutex:
+            entry = self._change_entry(kind_key, change, target_id)
+            return list(entry["added"]) if entry else []
+
+    def record_done(self, kind_key, change, target_id):
+        """The change was answered: its after-values are what the target holds."""
+        with self._mutex:
+            entry = self._change_entry(kind_key, change, target_id)
+            if entry is not None:
+                entry["state"] = "changed"
+                self._dirty_since = self._dirty_since or time.monotonic()
+
+    def keep_audio(self, prompt_id, language, audio):
+        """Keeps audio an update replaces beside the manifest (`<manifest>.audio/`, private); answers its
+        file name there."""
+        folder = Path(f"{self.path}.audio")
+        private_folder(folder)
+        name = f"{prompt_id}.{hashlib.sha256(language.encode()).hexdigest()[:12]}.wav"
+        if not (folder / name).exists():  # the first audio recorded is the one to put back
+            with WRITES.writing(), private_open(folder / f"{name}.part") as handle:
+                handle.write(audio)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(folder / f"{name}.part", folder / name)
+            fsync_directory(folder)
+        return name
+
+    def kept_audio(self, name):
+        path = Path(f"{self.path}.audio") / name
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise MigrateError(f"the audio clone kept in {path} cannot be read ({exc.strerror}); restore it from a "
+                               f"backup and run rollback again.") from None
+
+    def stamp(self, kind_key, target_id, obj):
+        """What a created object looked like when clone last wrote it, so that rollback can tell whether
+        someone changed it since."""
+        with self._mutex:
+            for entry in self.entries:
+                if not entry.get("change") and entry["kind"] == kind_key and entry["targetId"] == target_id:
+                    entry["stamp"] = {name: obj.get(name) for name in STAMP_FIELDS if name in obj}
+                    self._dirty_since = self._dirty_since or time.monotonic()
 
     def forget(self, item):
         """Drops the entry of a create the org refused: nothing of that name was made by us."""
@@ -3639,9 +4147,16 @@ class Manifest:
             self._dirty_since = self._dirty_since or time.monotonic()
 
     def remove(self, entry):
+        """Drops an entry that is undone; written at most every MANIFEST_FLUSH_S (undoing it again after a
+        crash finds it undone), and at the end by flush()."""
         with self._mutex:
             self.entries.remove(entry)
-            self._write()
+            if entry.get("change") and self._changes is not None:
+                self._changes.pop((entry["kind"], entry["change"], entry["targetId"]), None)
+            now = time.monotonic()
+            self._dirty_since = self._dirty_since or now
+            if now - self._dirty_since >= MANIFEST_FLUSH_S:
+                self._write()
 
     def flush(self):
         with self._mutex:
@@ -3688,17 +4203,19 @@ class CloneRun:
         with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="extract") as pool:
             jobs = {(side, kind.key): pool.submit(listing, client, kind)
                     for side, client in (("source", self.source), ("target", self.target))
-                    for kind in CLONE_KINDS}
+                    for kind in LISTED_KINDS}
             for (side, key), future in jobs.items():
                 objects = future.result()
                 for obj in objects:
                     wrong = [name for name in ("name", "type", "email", "category")
                              if not isinstance(obj.get(name), (str, type(None)))]
+                    wrong += [name for name in KINDS_BY_KEY[key].string_lists if name in obj and not (
+                        isinstance(obj[name], list) and all(isinstance(value, str) for value in obj[name]))]
                     if wrong:
-                        raise MigrateError(f"the {side} org listed {key} {obj['id']} with a {wrong[0]} that is not a "
-                                           f"string. Run again later; if it persists, report it to Genesys support.")
+                        raise MigrateError(f"the {side} org listed {key} {obj['id']} with a {wrong[0]} of the wrong "
+                                           f"type. Run again later; if it persists, report it to Genesys support.")
                 (self.source_objects if side == "source" else self.target_objects)[key] = objects
-        counts = ", ".join(f"{len(self.source_objects[k.key])} {k.key}" for k in CLONE_KINDS if k.match)
+        counts = ", ".join(f"{len(self.source_objects[k.key])} {k.key}" for k in LISTED_KINDS if k.match)
         log.info("Extracted from the source: %s.", counts)
 
     def load_members_in_background(self):
@@ -3718,7 +4235,7 @@ class CloneRun:
     def build_plan(self):
         policy, prefix = self.args.on_conflict, self.args.prefix
         selected = {kind.key for kind in self.kinds}
-        for kind in CLONE_KINDS:
+        for kind in LISTED_KINDS:
             if not kind.match:
                 continue
             ours = self._owned_ids(kind)
@@ -3731,12 +4248,26 @@ class CloneRun:
                 self.by_source_id[source["id"]] = item
                 if item.target_id:
                     self.id_map[source["id"]] = item.target_id
+        self.unresolved += [(item.label, [item.reason]) for item in self.plan if item.left_out]
         for item in self.plan:
             if item.action == "create":
                 self.id_map.setdefault(item.source["id"], f"(new {item.kind.key})")
         for item in self.plan:
             if item.action in ("create", "update"):
                 item.desired = self._desired(item, set())
+
+    def plan_relations(self):
+        """Once the objects are planned: the relations (members, skills, languages) of those that will be
+        in the target, each read on both sides now, so the plan can say what will change."""
+        for kind in self.kinds:
+            if not kind.relation_of:
+                continue
+            items = [PlanItem(kind, parent.source, "relate", parent.target_id, parent.target_name, target=parent.target,
+                              parent=parent)
+                     for parent in self.plan if parent.kind.key == kind.relation_of
+                     and parent.action in ("create", "reuse", "update", "ours")]
+            kind.hooks.prepare(self, items)
+            self.plan += items
 
     def _owned_ids(self, kind):
         """Ids this clone created before (its manifest), resolving entries left `creating` by name."""
@@ -3757,9 +4288,12 @@ class CloneRun:
         content = kind.archy_content and bool(published_version(source))
         seeded = self.seed_tables.get(kind.key, {}).get(source.get("id"))
         if seeded:
-            named = next((obj.get("name") for obj in self.target_objects[kind.key] if obj.get("id") == seeded),
-                         source.get("name"))
-            return PlanItem(kind, source, "reuse", seeded, named, "mapped by the input mapping")
+            mapped = next((obj for obj in self.target_objects[kind.key] if obj.get("id") == seeded), None)
+            if mapped is None:
+                return PlanItem(kind, source, "skip", reason=f"the input mapping maps it to {seeded}, which the "
+                                                             f"target does not have", left_out=True)
+            return PlanItem(kind, source, "reuse", seeded, mapped.get("name"), "mapped by the input mapping",
+                            target=mapped)
         if kind.skip_when and source.get(kind.skip_when[0]) == kind.skip_when[1]:
             return PlanItem(kind, source, "skip", reason=f"{kind.skip_when[0]} objects are the platform's own")
         if kind.org_own and source.get(kind.org_own[0]) == kind.org_own[1]:
@@ -3771,19 +4305,21 @@ class CloneRun:
         found = existing.get(key)
         if not kind.creatable:
             if found:
-                return PlanItem(kind, source, "reuse", found["id"], found.get("name"), f"matched by {kind.match}")
+                return PlanItem(kind, source, "reuse", found["id"], found.get("name"), f"matched by {kind.match}",
+                                target=found)
             return PlanItem(kind, source, "skip", reason=f"no {kind.match} match in the target")
-        if found and found["id"] in ours:
+        if found and found["id"] in ours and selected:
             return PlanItem(kind, source, "ours", found["id"], found.get("name"), "created by an earlier clone",
                             target=found, needs_content=content and not published_version(found))
         if not selected:
             if found:
-                return PlanItem(kind, source, "reuse", found["id"], found.get("name"), "kind not selected; matched by name")
+                return PlanItem(kind, source, "reuse", found["id"], found.get("name"), "kind not selected; matched by name",
+                                target=found)
             return PlanItem(kind, source, "skip", reason="kind not selected and no object of that name in the target")
         if not found:
             return PlanItem(kind, source, "create", target_name=source.get("name"), needs_content=content)
         if policy == "reuse" or (policy == "update" and not kind.updatable):
-            return PlanItem(kind, source, "reuse", found["id"], found.get("name"), "exists in the target")
+            return PlanItem(kind, source, "reuse", found["id"], found.get("name"), "exists in the target", target=found)
         if policy == "update":
             return PlanItem(kind, source, "update", found["id"], found.get("name"), "exists; settings copied over it",
                             target=found)
@@ -3847,6 +4383,8 @@ class CloneRun:
                          "reason": item.reason} for item in self.plan],
             "unresolved": [{"object": label, "reasons": reasons} for label, reasons in self.unresolved],
             "notes": {topic: [text for text, _ in lines] for topic, lines in self.notes().items()},
+            "changesToExisting": {key: {"changes": changes, "objects": objects}
+                                  for key, (changes, objects) in self.changes_to_existing().items()},
             "idMap": {source_id: target_id for source_id, target_id in sorted(self.id_map.items())},
         }
 
@@ -3854,8 +4392,23 @@ class CloneRun:
         counts = {}
         for item in self.plan:
             per_kind = counts.setdefault(item.kind.key, {})
-            per_kind[item.action] = per_kind.get(item.action, 0) + 1
+            if item.kind.relation_of:
+                changes = item.kind.hooks.count(item)
+                per_kind["changes"] = per_kind.get("changes", 0) + changes
+                per_kind[f"on {item.kind.relation_of}"] = per_kind.get(f"on {item.kind.relation_of}", 0) + bool(changes)
+            else:
+                per_kind[item.action] = per_kind.get(item.action, 0) + 1
         return counts
+
+    def changes_to_existing(self):
+        """What the run changes on objects the target already had, by kind: (changes, objects)."""
+        totals = {}
+        for item in self.plan:
+            changes = item.kind.hooks.count(item) if item.kind.relation_of else 0
+            if changes and item.parent.action != "create":
+                done = totals.setdefault(item.kind.key, [0, 0])
+                done[0], done[1] = done[0] + changes, done[1] + 1
+        return totals
 
     # --- flow content ------------------------------------------------------------------
 
@@ -3869,7 +4422,13 @@ class CloneRun:
             flow_type = (item.source.get("type") or "").upper()
             params = {"id": item.source["id"], "version": version,
                       "objectType": flow_type if flow_type.endswith("FLOW") else flow_type + "FLOW"}
-            return list(self.source.paginate(CONSUMED_RESOURCES, 100, params))
+            dependencies = list(self.source.paginate(CONSUMED_RESOURCES, 100, params))
+            if not all(isinstance(dependency.get("type"), str) and isinstance(dependency.get("name"), str)
+                       and isinstance(dependency.get("deleted", False), bool) for dependency in dependencies):
+                raise MigrateError(f"the source's dependency tracking answered something for {item.label} that is "
+                                   f"not a list of typed dependencies. Run again later; if it persists, report it "
+                                   f"to Genesys support.")
+            return dependencies
 
         with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="dependencies") as pool:
             for item, future in [(item, pool.submit(consumed, item)) for item in flows]:
@@ -3877,23 +4436,31 @@ class CloneRun:
 
     def export_flow_content(self):
         """Reads the YAML of every flow whose content must be published, through source export jobs of
-        the published versions; each document is matched to its flow by its content (type and name)."""
+        the published versions (the batches in parallel); each document is matched to its flow by its
+        content (type and name)."""
         flows = [item for item in self.plan if item.needs_content and item.source["id"] not in self.flow_content]
-        for start in range(0, len(flows), FLOW_EXPORT_BATCH):
-            batch = flows[start:start + FLOW_EXPORT_BATCH]
-            job_id, done = self._export_flows(batch)
-            describe = f"flow export job {job_id}"
-            if not isinstance(done.get("downloadUrl"), str):
-                raise MigrateError(f"{describe} succeeded without a downloadUrl. Run clone again.")
-            content = download_bytes(done["downloadUrl"], describe)
-            wanted = {((item.source.get("type") or "").upper(), item.source.get("name")): item for item in batch}
-            for document in flow_export_documents(content, describe):
-                item = wanted.pop(flow_document_identity(document), None)
-                if item is not None:
+        batches = [flows[start:start + FLOW_EXPORT_BATCH] for start in range(0, len(flows), FLOW_EXPORT_BATCH)]
+        with ThreadPoolExecutor(max_workers=max(1, min(len(batches), self.args.workers)),
+                                thread_name_prefix="export") as pool:
+            unmatched = [item for future in [pool.submit(self._export_batch, batch) for batch in batches]
+                         for item in future.result()]
+        for item in unmatched:
+            self.leave_out(item, ["its export holds no document of its type and name (an Archy type key this "
+                                  "tool does not know?)"])
+
+    def _export_batch(self, batch):
+        job_id, done = self._export_flows(batch)
+        describe = f"flow export job {job_id}"
+        if not isinstance(done.get("downloadUrl"), str):
+            raise MigrateError(f"{describe} succeeded without a downloadUrl. Run clone again.")
+        content = download_bytes(done["downloadUrl"], describe)
+        wanted = {((item.source.get("type") or "").upper(), item.source.get("name")): item for item in batch}
+        for document in flow_export_documents(content, describe):
+            item = wanted.pop(flow_document_identity(document), None)
+            if item is not None:
+                with self._lock:
                     self.flow_content[item.source["id"]] = document
-            if wanted:
-                raise MigrateError(f"{describe} returned no document for {len(wanted)} of its flows, e.g. "
-                                   f"{next(iter(wanted.values())).label}. Run clone again.")
+        return list(wanted.values())
 
     def _export_flows(self, batch):
         """Registers an export job for a batch of flows and waits for it; a transient Failure (the platform
@@ -3944,6 +4511,8 @@ class CloneRun:
         """Why a consumed object cannot be named in the target, or None when it can."""
         kind_type = str(dependency.get("type") or "")
         name = dependency.get("name")
+        if kind_type in EVERY_ORG_HAS:
+            return None
         kind = dependency_kind(kind_type)
         if kind is None:
             return f"uses {kind_type} {name!r}, which clone neither copies nor can find in the target"
@@ -4022,20 +4591,28 @@ class CloneRun:
                         reasons += [problem for problem in [self._division_problem(item)] if problem]
                         reasons += self._names_out_of_reach(item)
                 if reasons:
-                    self.unresolved.append((item.label, reasons))
-                    item.reason, item.left_out = reasons[0], True
-                    if item.action == "create":
-                        self.id_map.pop(item.source["id"], None)
-                    item.action, item.needs_content, changed = "skip", False, True
+                    self.leave_out(item, reasons)
+                    changed = True
+
+    def leave_out(self, item, reasons):
+        """Plans an object as not copied, for what it needs; what needs it in turn follows."""
+        self.unresolved.append((item.label, reasons))
+        item.reason, item.left_out = reasons[0], True
+        if item.action == "create":
+            self.id_map.pop(item.source["id"], None)
+        item.action, item.needs_content = "skip", False
 
     # --- apply -------------------------------------------------------------------------
 
     def apply(self):
         for level in sorted({kind.level for kind in CLONE_KINDS if kind.creatable}):
-            items = [item for item in self.plan if item.kind.level == level and item.action in ("create", "update")]
+            items = [item for item in self.plan if item.kind.level == level
+                     and (item.action in ("create", "update") or (item.action == "relate" and item.changes))]
             items += [item for item in self.plan if item.kind.level == level and item.action == "ours"
                       and (item.kind.members or item.kind.hooks.syncs)]
             self.manifest.intend([item for item in items if item.action == "create"])
+            self.manifest.record_changes([change for change in (item.kind.hooks.pending_change(self, item)
+                                                                for item in items) if change])
             if items:
                 log.info("Applying level %d: %d objects (%s).", level, len(items),
                          ", ".join(sorted({item.kind.key for item in items})))
@@ -4098,12 +4675,17 @@ class CloneRun:
             item.desired = self._desired(item, set())
             if differences(item.desired, item.target):
                 current = self.target.get(f"{kind.path}/{item.target_id}") or {}
-                body = updated_body(kind, current, self.request_body(item, item.desired))
+                copied = self.request_body(item, item.desired)
+                body = updated_body(kind, current, copied)
+                before, absent = replaced_values(current, copied)
+                self.manifest.record_change(kind.key, "fields", item.target_id, item.target_name, before=before,
+                                            absent=absent, after={name: copied[name] for name in list(before) + absent})
                 self.target.request("PUT", f"{kind.path}/{item.target_id}", body=body)
+                self.manifest.record_done(kind.key, "fields", item.target_id)
                 self.wrote()
         if kind.members and item.action in ("create", "update", "ours"):
             self._sync_members(item)
-        if item.action in ("create", "update", "ours"):
+        if item.action in ("create", "update", "ours", "relate"):
             kind.hooks.sync(self, item)
         self.progress.show(f"clone: {self.writes} writes")
 
@@ -4126,10 +4708,15 @@ class CloneRun:
         path = f"{kind.path}/{item.target_id}/{kind.members}"
         present = set() if item.action == "create" else {member["id"] for member in self.target.paginate(path, 100)}
         missing = [member for member in item.members_wanted if member not in present]
+        if missing:
+            self.manifest.record_change(kind.key, kind.members, item.target_id, item.target_name, added=missing)
         for start in range(0, len(missing), 100):
             answer = self.target.post(path, [{"id": member} for member in missing[start:start + 100]]) or []
             present |= {member.get("id") for member in answer if isinstance(member, dict)}
             self.wrote()
+        if missing:
+            self.manifest.record_done(kind.key, kind.members, item.target_id)
+            item.touched = True
         item.members_present = present
 
     def _publish_flow(self, item):
@@ -4169,10 +4756,12 @@ class CloneRun:
         member lists are checked against the platform's answer to the POST that set them, and what a
         kind's hooks copied (rows, audio) by the hooks themselves."""
         written = [item for item in self.plan if item.action in ("create", "update") and item.target_id]
-        synced = [item for item in self.plan if item.action in ("create", "update", "ours") and item.target_id
+        synced = [item for item in self.plan if item.action in ("create", "update", "ours", "relate")
                   and item.copied is not None]
         published = [item for item in self.plan if item.needs_content]
-        kinds = {item.kind.key: item.kind for item in written + published}
+        stamped = [item for item in self.plan if item.target_id and (item.action == "create" or (
+            item.action == "ours" and (item.copied is not None or item.needs_content or item.touched)))]
+        kinds = {item.kind.key: item.kind for item in written + published + stamped}
         fresh = {}
         with ThreadPoolExecutor(max_workers=self.args.workers, thread_name_prefix="verify") as pool:
             lists = {key: pool.submit(lambda k: list(self.target.paginate(k.path, k.page_size, dict(k.list_params))),
@@ -4195,6 +4784,10 @@ class CloneRun:
             target_id = item.target_id or self.id_map.get(item.source["id"])
             if not (fresh["flows"].get(target_id) or {}).get("publishedVersion"):
                 self.verify_mismatches.append(f"{item.label}: not published")
+        for item in stamped:
+            if item.target_id in fresh[item.kind.key]:
+                self.manifest.stamp(item.kind.key, item.target_id, fresh[item.kind.key][item.target_id])
+        self.manifest.flush()
 
     # --- record ------------------------------------------------------------------------
 
@@ -4212,52 +4805,162 @@ class CloneRun:
 # ---------------------------------------------------------------------------
 
 
-def delete_manifest_entries(client, manifest, workers, progress):
-    """Deletes every object the manifest lists, in reverse dependency order; returns (deleted, gone, failures)."""
-    deleted, gone, failures = [], [], []
-    lock = threading.Lock()
-    by_rank = {}
-    for entry in list(manifest.entries):
-        kind = KINDS_BY_KEY.get(entry["kind"])
-        if kind is None:
-            failures.append(f"unknown kind {entry['kind']!r} in the manifest")
-            continue
-        by_rank.setdefault(kind.delete_rank, []).append((kind, entry))
+def current_holds(current, after):
+    """Whether an object still holds the values an update set (inside `properties`, the keys it set)."""
+    for name, value in after.items():
+        held = current.get(name)
+        if name == "properties" and isinstance(value, dict) and isinstance(held, dict):
+            held = {key: held.get(key) for key in value}
+        if held != value:
+            return False
+    return True
 
-    def delete(kind, entry):
-        if not entry.get("targetId"):
-            found = next((obj for obj in client.paginate(kind.path, kind.page_size, {"name": entry["name"]})
-                          if obj.get("name") == entry["name"] and obj.get("type") == entry.get("type", obj.get("type"))),
-                         None)
-            if not found:
-                manifest.remove(entry)
-                with lock:
-                    gone.append(entry)
-                return
-            entry["targetId"] = found["id"]
+
+class Rollback:
+    """Takes back what a clone did, from its manifest: first the changes to objects the target had (their
+    fields set back, what was added to them removed), so no updated object still uses a created one; then
+    the created objects, deleted in reverse dependency order.  An object someone else changed since is
+    left alone and reported (unless --force), its entry kept."""
+
+    def __init__(self, client, manifest, workers, force, progress):
+        self.client, self.manifest, self.workers, self.force, self.progress = client, manifest, workers, force, progress
+        self.deleted, self.gone, self.restored, self.skipped, self.failures = [], [], [], [], []
+        self._lock = threading.Lock()
+
+    def run(self):
+        created = {entry["targetId"] for entry in self.manifest.entries if not entry.get("change")}
+        changes = [entry for entry in self.manifest.entries if entry.get("change")]
+        fields = [entry for entry in changes if entry["change"] == "fields"]
+        relations = [entry for entry in changes if entry["change"] != "fields" and entry["targetId"] not in created]
+        self._parallel(self._undo_fields, fields)
+        if not self.failures:
+            self._parallel(self._undo_relation, relations)
+        if not self.failures:
+            self._delete_created()
+        self.progress.done()
+
+    def _parallel(self, work, entries):
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rollback") as pool:
+            futures = [(entry, pool.submit(work, entry)) for entry in entries]
+            for entry, future in futures:
+                exc = future.exception()
+                if exc is not None and not isinstance(exc, Stopped):
+                    self.failures.append(f"{entry['kind']} {entry['name']!r} ({entry.get('targetId')}): {exc}")
+        STOP.check()
+
+    def _skip(self, entry, why):
+        with self._lock:
+            self.skipped.append(f"{entry['kind']} {entry['name']!r} ({entry['targetId']}): {why}")
+
+    def _undo_fields(self, entry):
+        kind = KINDS_BY_KEY[entry["kind"]]
+        path = f"{kind.path}/{entry['targetId']}"
         try:
-            client.request("DELETE", f"{kind.path}/{entry['targetId']}", params=dict(kind.delete_params) or None)
-            outcome = deleted
+            current = self.client.get(path) or {}
         except ApiError as exc:
             if exc.status != 404:
                 raise
-            outcome = gone
-        manifest.remove(entry)
-        with lock:
-            outcome.append(entry)
-        progress.show(f"rollback: {len(deleted)} deleted")
+            self.manifest.remove(entry)
+            return
+        if current_holds(current, entry["before"]) and not entry["absent"]:
+            self._done(entry, self.restored)  # undone by a run stopped before it could say so
+            return
+        if not current_holds(current, entry["after"]) and not self.force:
+            self._skip(entry, "its settings were changed after the clone")
+            return
+        body = updated_body(kind, current, entry["before"])
+        for name in entry["absent"]:
+            body.pop(name, None)
+        self.client.request("PUT", path, body=body)
+        self._done(entry, self.restored)
 
-    for rank in sorted(by_rank):
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollback") as pool:
-            futures = [(entry, pool.submit(delete, kind, entry)) for kind, entry in by_rank[rank]]
-            for entry, future in futures:
-                if future.exception() is not None and not isinstance(future.exception(), Stopped):
-                    failures.append(f"{entry['kind']} {entry['name']!r} ({entry.get('targetId')}): {future.exception()}")
-        STOP.check()
-        if failures:
-            break
-    progress.done()
-    return deleted, gone, failures
+    def _undo_relation(self, entry):
+        kind = KINDS_BY_KEY[entry["kind"]]
+        try:
+            why = kind.hooks.undo(self.client, kind, entry, self.force, self.manifest)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            why = None  # the object is gone, and what clone added to it with it
+        if why:
+            self._skip(entry, why)
+            return
+        self._done(entry, self.restored)
+
+    def _done(self, entry, outcome):
+        self.manifest.remove(entry)
+        with self._lock:
+            outcome.append(entry)
+        self.progress.show(f"rollback: {len(self.restored)} restored, {len(self.deleted)} deleted")
+
+    def _changed_since(self, entry, kind, listed):
+        """Why a created object must be left alone, or None: its stamp differs from what clone last saw,
+        or it holds members or codes clone did not add."""
+        if self.force or not entry.get("targetId"):
+            return None
+        current = listed.get(entry["targetId"])
+        if current is None:
+            return None  # gone already: its DELETE answers 404
+        stamp = entry.get("stamp") or {}
+        recorded = [change for change in self.manifest.entries
+                    if change.get("change") and change["targetId"] == entry["targetId"]]
+        if not stamp and not recorded:
+            return None  # listed by an earlier version, or by a run stopped before verify: nothing to compare
+        if any(current.get(name) != value for name, value in stamp.items()):
+            return "it was changed after the clone (" + ", ".join(
+                name for name, value in stamp.items() if current.get(name) != value) + " differs)"
+        lists = [(other, other.key) for other in CLONE_KINDS if other.relation_of == kind.key]
+        lists += [(kind, kind.key)] if kind.members else []
+        for holder, key in lists:
+            recorded = next((change for change in self.manifest.entries if change.get("change") and change["kind"] == key
+                             and change["targetId"] == entry["targetId"] and change["change"] != "fields"),
+                            {"targetId": entry["targetId"], "added": [], "after": {}})
+            extra = holder.hooks.extras(self.client, holder, recorded)
+            if extra:
+                return f"it holds {len(extra)} {holder.members or holder.key} clone did not add, e.g. {extra[0]}"
+        return None
+
+    def _delete_created(self):
+        by_rank = {}
+        for entry in self.manifest.entries:
+            if not entry.get("change"):
+                by_rank.setdefault(KINDS_BY_KEY[entry["kind"]].delete_rank, []).append(entry)
+        for rank in sorted(by_rank):
+            kinds = {KINDS_BY_KEY[entry["kind"]] for entry in by_rank[rank]}
+            listed = {obj["id"]: obj for kind in kinds if not self.force
+                      for obj in self.client.paginate(kind.path, kind.page_size, dict(kind.list_params))}
+            self._parallel(lambda entry: self._delete(entry, listed), by_rank[rank])
+            if self.failures:
+                return
+
+    def _delete(self, entry, listed):
+        kind = KINDS_BY_KEY[entry["kind"]]
+        if not entry.get("targetId"):
+            found = next((obj for obj in self.client.paginate(kind.path, kind.page_size, {"name": entry["name"]})
+                          if obj.get("name") == entry["name"] and obj.get("type") == entry.get("type", obj.get("type"))),
+                         None)
+            if not found:
+                self._done(entry, self.gone)
+                return
+            entry["targetId"] = found["id"]
+        why = self._changed_since(entry, kind, listed)
+        if why:
+            self._skip(entry, why)
+            return
+        try:
+            self.client.request("DELETE", f"{kind.path}/{entry['targetId']}", params=dict(kind.delete_params) or None)
+            outcome = self.deleted
+        except ApiError as exc:
+            if exc.status == 409 and self.skipped:
+                self._skip(entry, "still in use, by an object left alone (see above)")
+                return
+            if exc.status != 404:
+                raise
+            outcome = self.gone
+        for change in [change for change in self.manifest.entries
+                       if change.get("change") and change["targetId"] == entry["targetId"]]:
+            self.manifest.remove(change)  # what clone added to it went with it
+        self._done(entry, outcome)
 
 
 # ---------------------------------------------------------------------------
@@ -4533,9 +5236,18 @@ def org_summary(client):
     return {"id": org.get("id"), "name": org.get("name"), "apiUrl": client.auth.api_url}
 
 
+def existing_changes(run):
+    """The changes to queues and users the target already had, as words ("add 340 members to 12 existing
+    queues; ..."), or ""."""
+    return "; ".join(KINDS_BY_KEY[key].hooks.words.format(changes=changes, objects=objects)
+                     for key, (changes, objects) in run.changes_to_existing().items())
+
+
 def log_clone_plan(run):
     for key, counts in run.summary_counts().items():
         log.info("  %-18s %s", key, ", ".join(f"{count} {action}" for action, count in sorted(counts.items())))
+    if existing_changes(run):
+        log.info("Changes to what the target already had: %s.", existing_changes(run))
     for label, reasons in run.unresolved:
         log.warning("Left out: %s %s; it is not copied.", label, "; ".join(reasons))
 
@@ -4551,6 +5263,11 @@ def cmd_clone(args):
     args.kinds = parse_kinds(args.kinds, args.create_divisions)
     if args.on_conflict == "prefix" and not args.prefix:
         raise UsageError("--on-conflict prefix needs a non-empty --prefix.")
+    for kind in (KINDS_BY_KEY[key] for key in args.kinds):
+        if args.on_conflict == "prefix" and kind.name_pattern \
+                and not re.fullmatch(kind.name_pattern, prefixed_name(kind, args.prefix, "A")):
+            raise UsageError(f"--prefix {args.prefix!r} cannot begin the name of {kind.key} (a name must match "
+                             f"{kind.name_pattern}). Use a --prefix that starts with a letter.")
     seed = Mapping.load(args.mapping) if args.mapping else Mapping()
     Manifest(args.manifest_out).load()  # a damaged manifest is found before any request, read again once locked
     source, target = make_client("source", args), make_client("target", args)
@@ -4582,23 +5299,30 @@ def finish_clone(args, run, seed, manifest, orgs, source, target, started):
     run.check_unresolved()
     run.export_flow_content()
     run.check_unresolved()
+    run.plan_relations()
     log.info("Plan (%s on conflict):", args.on_conflict)
     log_clone_plan(run)
     log_notes(run.notes())
     if args.plan:
         write_json_atomically(args.plan_out, run.plan_document())
         log.info("Plan written to %s; nothing was written to the target.", args.plan_out)
-        return EXIT_ATTENTION if run.unresolved or needs_attention(run.notes()) else EXIT_OK
+        for item in run.conflicts():
+            log.warning("Conflict: %s exists in the target; --on-conflict fail stops the run there.", item.label)
+        return EXIT_ATTENTION if run.unresolved or run.conflicts() or needs_attention(run.notes()) else EXIT_OK
     conflicts = run.conflicts()
     if conflicts:
         names = ", ".join(item.label for item in conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
         raise MigrateError(f"{len(conflicts)} objects already exist in the target ({names}); nothing was "
                            f"written. Choose --on-conflict reuse, prefix or update.")
     run.load_members_in_background()
-    writes = [item for item in run.plan if item.action in ("create", "update") or item.needs_content]
+    writes = [item for item in run.plan if item.action in ("create", "update") or item.needs_content
+              or (item.action == "relate" and item.changes)]
     if writes:
         creates = sum(item.action == "create" for item in writes)
-        confirm_write(args, orgs["target"], f"Create {creates} and update up to {len(writes) - creates} objects "
+        updates = sum(item.action == "update" or item.needs_content for item in writes)
+        existing = existing_changes(run)
+        confirm_write(args, orgs["target"], f"Create {creates} and update up to {updates} objects"
+                                            f"{'; ' + existing if existing else ''} "
                                             f"in {orgs['target']['name']!r} ({orgs['target']['id']}).")
     run.apply()
     manifest.flush()
@@ -4641,21 +5365,30 @@ def cmd_rollback(args):
                              f"not of {org['name']!r}. Point GENESYS_TARGET_* at that org.")
         pace_to_org_limit(target, args.max_rps)
         if not manifest.entries:
-            log.info("Nothing to delete: %s lists no objects.", args.manifest)
+            log.info("Nothing to undo: %s lists no objects.", args.manifest)
             return EXIT_OK
         counts = {}
         for entry in manifest.entries:
-            counts[entry["kind"]] = counts.get(entry["kind"], 0) + 1
+            key = f"{entry['kind']} {'changed' if entry.get('change') else 'created'}"
+            counts[key] = counts.get(key, 0) + 1
         listing = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
-        confirm_write(args, org, f"Delete {len(manifest.entries)} objects ({listing}) that clone created in "
+        confirm_write(args, org, f"Undo {len(manifest.entries)} changes ({listing}) that clone made in "
                                  f"{org['name']!r} ({org['id']}).")
-        deleted, gone, failures = delete_manifest_entries(target, manifest, args.workers, progress)
-    log.info("Rollback: %d deleted, %d already gone, %d left in %s.", len(deleted), len(gone),
+        rollback = Rollback(target, manifest, args.workers, args.force, progress)
+        try:
+            rollback.run()
+        finally:
+            with contextlib.suppress(Stopped):  # a stopping run's gate may be closed: the next run redoes it
+                manifest.flush()
+    for line in rollback.skipped:
+        log.warning("Left alone: %s. Use --force to undo it anyway.", line)
+    log.info("Rollback: %d restored, %d deleted, %d already gone, %d left alone, %d left in %s.",
+             len(rollback.restored), len(rollback.deleted), len(rollback.gone), len(rollback.skipped),
              len(manifest.entries), args.manifest)
-    if failures:
-        raise MigrateError(f"{len(failures)} objects could not be deleted, the first: {failures[0]}. The manifest "
-                           f"keeps them; fix the cause and run rollback again.")
-    return EXIT_OK
+    if rollback.failures:
+        raise MigrateError(f"{len(rollback.failures)} changes could not be undone, the first: {rollback.failures[0]}. "
+                           f"The manifest keeps them; fix the cause and run rollback again.")
+    return EXIT_ATTENTION if rollback.skipped else EXIT_OK
 
 
 # ---------------------------------------------------------------------------
@@ -4800,9 +5533,11 @@ def build_parser():
 
     rollback = commands.add_parser("rollback", parents=[common], epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   help="delete exactly what a clone created, from its manifest")
+                                   help="undo exactly what a clone did, from its manifest")
     rollback.add_argument("--manifest", default="rollback.json", metavar="FILE",
                           help="the manifest clone wrote (default rollback.json)")
+    rollback.add_argument("--force", action="store_true",
+                          help="undo changes and delete objects even where someone changed them after the clone")
     add_org_options(rollback, "target")
     rollback.set_defaults(handler=cmd_rollback)
     return parser

@@ -46,6 +46,7 @@ __all__ = [
     "populate_reference_objects",
     "populate_config_org",
     "populate_clone_demo",
+    "populate_people",
     "copy_some_names",
     "parse_flow_yaml",
     "FlowYamlError",
@@ -1206,6 +1207,8 @@ class _ConfigOrg:
         elif kind == "prompts":
             assets = self.prompt_resources.get(obj["id"], {})
             out["resources"] = [self._render_asset(assets[language]) for language in sorted(assets)]
+        elif kind == "users" and expand:
+            self._render_user_expansions(out, expand, listing)
         return out
 
     def _config_get(self, kind, oid, query=None):
@@ -1389,6 +1392,10 @@ class _ConfigOrg:
                         self._check_enum(r["operator"], _RULE_OPERATORS, "routingRules[%d].operator" % i)
             elif key == "bullseye":
                 value = self._normalize_bullseye(value)
+            elif key == "memberGroups":
+                if value is None:
+                    continue
+                value = self._member_groups(value, key)
             elif key in _QUEUE_FLOW_FIELDS:
                 if value is None:
                     continue
@@ -1433,6 +1440,8 @@ class _ConfigOrg:
                     self._entity_ref("skills", s, "bullseye.rings[%d].actions.skillsToRemove[%d].id" % (i, k), "Skill")
                     for k, s in enumerate(skills)]
                 ring["actions"] = actions
+            if ring.get("memberGroups") is not None:
+                ring["memberGroups"] = self._member_groups(ring["memberGroups"], "bullseye.rings[%d].memberGroups" % i)
             rings.append(ring)
         out = dict(value)
         out["rings"] = rings
@@ -1598,6 +1607,8 @@ class _ConfigOrg:
             if kind in _INT_VERSIONED:
                 obj["version"] = int(current.get("version") or 0) + 1
         obj.update(fields)
+        if kind == "queues":
+            obj.update(self._queue_counts(oid, obj))       # they follow the members (direct and by group)
         if kind in _HAS_DATE_MODIFIED:
             obj["dateModified"] = now
         obj["selfUri"] = "%s/%s" % (_SELF_URI_BASE[kind], oid)
@@ -1651,6 +1662,7 @@ class _ConfigOrg:
         return 204, None
 
     def _drop_sub_resources(self, kind, oid):
+        self._drop_people(kind, oid)
         if kind == "queues":
             self._queue_wrapups.pop(oid, None)
         elif kind == "flows":
@@ -2337,6 +2349,522 @@ class _ConfigOrg:
 
 
 # --------------------------------------------------------------------------------------------
+# Section 8, "People": queue members, groups, users' routing skills and languages
+# --------------------------------------------------------------------------------------------
+
+GROUPS_PATH = "/api/v2/groups"
+MAX_QUEUE_MEMBERS_POST = 100
+MAX_USER_BULK_PATCH = 50
+MAX_PEOPLE_PAGE_SIZE = 100                  # members, user skills and languages, groups
+_MEMBER_PATCH_IGNORED = frozenset({"id", "name", "user", "memberBy", "routingStatus", "selfUri"})
+
+
+@dataclass(frozen=True)
+class _UserList:
+    segment: str        # path segment under /api/v2/users/{id}/
+    kind: str           # org.objects kind of the entries
+    store: str          # FakeOrg attribute: user id -> {object id: proficiency}
+    uri_field: str      # skillUri / languageUri
+    what: str           # "skill" / "language"
+    model: str          # UserRoutingSkill / UserRoutingLanguage (for messages)
+
+
+_USER_LISTS = {
+    "routingskills": _UserList("routingskills", "skills", "user_skills", "skillUri", "skill", "UserRoutingSkill"),
+    "routinglanguages": _UserList("routinglanguages", "languages", "user_languages", "languageUri", "language",
+                                  "UserRoutingLanguage"),
+}
+_USER_EXPANDS = {"skills": _USER_LISTS["routingskills"], "languages": _USER_LISTS["routinglanguages"]}
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _PeopleOrg:
+    """Contract section 8 "People" handlers. Everything that reads or writes the store runs under self.lock."""
+
+    def _init_people(self):
+        self.direct_members = {}            # queue id -> {user id: {"ringNumber": int, "joined": bool}}
+        self.groups = {}                    # group id -> {"id", "name", "selfUri"}
+        self.group_members = {}             # group id -> [user ids]
+        self.user_skills = {}               # user id -> {skill id: proficiency (float)}
+        self.user_languages = {}            # user id -> {language id: proficiency (float)}
+
+    # ---- public helpers -----------------------------------------------------------------
+    def add_group(self, name, user_ids=(), id=None):
+        """A group (read only through the API) holding those users. ValueError if the name is taken or a user
+        is unknown. Returns its id."""
+        with self.lock:
+            if any(g["name"] == name for g in self.groups.values()):
+                raise ValueError("group %r exists already" % name)
+            users = self.objects["users"]
+            unknown = [u for u in user_ids if u not in users]
+            if unknown:
+                raise ValueError("unknown user(s): %s" % ", ".join(unknown))
+            gid = id or str(uuid.uuid4())
+            self.groups[gid] = {"id": gid, "name": name, "selfUri": "%s/%s" % (GROUPS_PATH, gid)}
+            self.group_members[gid] = list(dict.fromkeys(user_ids))
+            self._refresh_all_queue_counts()
+            return gid
+
+    def set_group_members(self, group_id, user_ids):
+        """Replaces a group's users (KeyError for an unknown group); queues naming it follow."""
+        with self.lock:
+            if group_id not in self.groups:
+                raise KeyError("unknown group %r" % group_id)
+            self.group_members[group_id] = list(dict.fromkeys(user_ids))
+            self._refresh_all_queue_counts()
+
+    def set_queue_member(self, queue_id, user_id, ring_number=1, joined=True):
+        """Makes a user a direct member of a queue (or changes one), without the API's ring bound check.
+        KeyError for an unknown queue or user."""
+        with self.lock:
+            if queue_id not in self.objects["queues"]:
+                raise KeyError("unknown queue %r" % queue_id)
+            if user_id not in self.objects["users"]:
+                raise KeyError("unknown user %r" % user_id)
+            self.direct_members.setdefault(queue_id, {})[user_id] = {"ringNumber": int(ring_number),
+                                                                      "joined": bool(joined)}
+            self._refresh_queue_counts(queue_id)
+
+    def queue_members(self, queue_id, member_by=None):
+        """Every member of a queue as the members list answers them (QueueMember dicts, sorted by name);
+        member_by "user" or "group" keeps only those."""
+        with self.lock:
+            queue = self.objects["queues"][queue_id]
+            members = self._members_of(queue_id, queue)
+            return [m for m in members if member_by is None or m["memberBy"] == member_by]
+
+    def set_user_skills(self, user_id, proficiencies):
+        """Replaces a user's routing skills: {skill id: proficiency}. KeyError for an unknown user or skill."""
+        self._set_user_entries(user_id, proficiencies, _USER_LISTS["routingskills"])
+
+    def set_user_languages(self, user_id, proficiencies):
+        """Replaces a user's routing languages: {language id: proficiency}. KeyError if unknown."""
+        self._set_user_entries(user_id, proficiencies, _USER_LISTS["routinglanguages"])
+
+    def _set_user_entries(self, user_id, proficiencies, spec):
+        with self.lock:
+            if user_id not in self.objects["users"]:
+                raise KeyError("unknown user %r" % user_id)
+            unknown = [k for k in proficiencies if k not in self.objects[spec.kind]]
+            if unknown:
+                raise KeyError("unknown %s(s): %s" % (spec.what, ", ".join(unknown)))
+            getattr(self, spec.store)[user_id] = {k: float(v) for k, v in proficiencies.items()}
+
+    def expand_misses(self, user_id):
+        """Whether a users list with expand=skills/languages leaves this user's expanded fields out: a
+        deterministic share `expand_miss_share` of users, drawn from (expand_miss_seed, org name, user id)."""
+        share = float(self.expand_miss_share)
+        if share <= 0:
+            return False
+        if share >= 1:
+            return True
+        digest = hashlib.sha256(("%s:%s:%s" % (self.expand_miss_seed, self.name, user_id)).encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < share
+
+    def people_snapshot(self):
+        """The org's people by name and email, for comparisons between orgs: {"members": {queue name: {email
+        (lower case): {"ringNumber", "joined", "memberBy"}}}, "skills": {email: {skill name: proficiency}},
+        "languages": {email: {language name: proficiency}}}. Every queue and every user with an email is
+        present (empty dicts when they have nothing)."""
+        with self.lock:
+            users = self.objects["users"]
+
+            def email(uid):
+                value = users.get(uid, {}).get("email")
+                return value.lower() if isinstance(value, str) else None
+
+            members = {}
+            for qid, queue in self.objects["queues"].items():
+                members[queue["name"]] = {email(m["id"]): {"ringNumber": m["ringNumber"], "joined": m["joined"],
+                                                           "memberBy": m["memberBy"]}
+                                          for m in self._members_of(qid, queue) if email(m["id"])}
+            out = {"members": members}
+            for key, spec in _USER_EXPANDS.items():
+                objs = self.objects[spec.kind]
+                store = getattr(self, spec.store)
+                out[key] = {email(uid): {objs[k]["name"]: p for k, p in store.get(uid, {}).items() if k in objs}
+                            for uid in users if email(uid)}
+            return out
+
+    # ---- routing --------------------------------------------------------------------------
+    def _route_people(self, m, parts, rec, body):
+        """(status, answer) for a People path, or None if the path is not one."""
+        if parts and parts[0] == "groups":
+            if len(parts) == 1:
+                if m == "GET":
+                    return self._groups_list(rec.query)
+                raise _method_not_allowed(m, GROUPS_PATH)
+            if len(parts) == 2:
+                if m == "GET":
+                    return self._group_get(unquote(parts[1]))
+                raise _method_not_allowed(m, GROUPS_PATH + "/{id}")
+            return None
+        if len(parts) in (4, 5) and parts[:2] == ["routing", "queues"] and parts[3] == "members":
+            qid = unquote(parts[2])
+            base = "/api/v2/routing/queues/{id}/members"
+            if len(parts) == 4:
+                if m == "GET":
+                    return self._members_list(qid, rec.query)
+                if m == "POST":
+                    return self._members_post(qid, _json_body(body), rec.query)
+                raise _method_not_allowed(m, base)
+            if m == "PATCH":
+                return self._member_patch(qid, unquote(parts[4]), _json_body(body))
+            raise _method_not_allowed(m, base + "/{userId}")
+        if len(parts) in (3, 4) and parts[0] == "users" and parts[2] in _USER_LISTS:
+            uid, spec = unquote(parts[1]), _USER_LISTS[parts[2]]
+            base = "/api/v2/users/{id}/" + spec.segment
+            if len(parts) == 3:
+                if m == "GET":
+                    return self._user_list_get(uid, spec, rec.query)
+                raise _method_not_allowed(m, base)
+            if parts[3] == "bulk":
+                if m == "PATCH":
+                    return self._user_list_patch(uid, spec, _json_body(body))
+                raise _method_not_allowed(m, base + "/bulk")
+            if m == "DELETE":
+                return self._user_list_delete(uid, spec, unquote(parts[3]))
+            raise _method_not_allowed(m, base + "/{%sId}" % spec.what)
+        return None
+
+    # ---- groups ---------------------------------------------------------------------------
+    def _render_group(self, group):
+        users = self.objects["users"]
+        out = dict(group)
+        out["memberCount"] = sum(1 for u in self.group_members.get(group["id"], ()) if u in users)
+        return out
+
+    def _groups_list(self, query):
+        size, number = self._paging(query, MAX_PEOPLE_PAGE_SIZE)
+        with self.lock:
+            items = list(self.groups.values())
+            if "name" in query:
+                match = _name_matcher(query["name"])
+                items = [g for g in items if match(g.get("name"))]
+            items.sort(key=_name_key)
+            page = [self._render_group(g) for g in items[(number - 1) * size: number * size]]
+            return 200, self._listing(GROUPS_PATH, query, page, size, number, len(items))
+
+    def _group_get(self, gid):
+        with self.lock:
+            group = self.groups.get(gid)
+            if group is None:
+                raise _Reply(404, "not.found", "Group %s not found." % gid)
+            return 200, self._render_group(group)
+
+    def _member_groups(self, value, field):
+        """A queue's or ring's memberGroups, checked (type GROUP, an existing group) and stored as
+        {"id", "name", "type", "selfUri"}. Under self.lock."""
+        if not isinstance(value, list):
+            raise _bad("%s must be a list." % field, field=field)
+        out = []
+        for k, entry in enumerate(value):
+            where = "%s[%d]" % (field, k)
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+                raise _bad("%s must be an object with a string id." % where, field=where + ".id")
+            if entry.get("type") != "GROUP":
+                raise _bad("%s.type must be GROUP (the fake has no teams or skill groups); got %r."
+                           % (where, entry.get("type")), field=where + ".type")
+            group = self.groups.get(entry["id"])
+            if group is None:
+                raise _bad("Group %s (%s.id) does not exist." % (entry["id"], where), field=where + ".id",
+                           entity_id=entry["id"])
+            out.append({"id": group["id"], "name": group["name"], "type": "GROUP", "selfUri": group["selfUri"]})
+        return out
+
+    # ---- queue members --------------------------------------------------------------------
+    @staticmethod
+    def _ring_count(queue):
+        bullseye = queue.get("bullseye")
+        rings = bullseye.get("rings") if isinstance(bullseye, dict) else None
+        return len(rings) if isinstance(rings, list) and rings else 1
+
+    @staticmethod
+    def _queue_group_rings(queue):
+        """[(ring number, group id)] of the groups a queue names, lowest ring first: the queue's own
+        memberGroups give ring 1, bullseye.rings[i].memberGroups ring i + 1."""
+        found = []
+        for g in queue.get("memberGroups") or ():
+            if isinstance(g, dict):
+                found.append((1, g.get("id")))
+        bullseye = queue.get("bullseye")
+        for i, ring in enumerate((bullseye.get("rings") or ()) if isinstance(bullseye, dict) else ()):
+            for g in (ring.get("memberGroups") or ()) if isinstance(ring, dict) else ():
+                if isinstance(g, dict):
+                    found.append((i + 1, g.get("id")))
+        found.sort(key=lambda x: x[0])
+        return found
+
+    def _member_map(self, qid, queue):
+        """user id -> (ringNumber, joined, memberBy) of every member of a queue. Under self.lock."""
+        users = self.objects["users"]
+        out = {uid: (m["ringNumber"], m["joined"], "user")
+               for uid, m in self.direct_members.get(qid, {}).items() if uid in users}
+        for ring, gid in self._queue_group_rings(queue):
+            for uid in self.group_members.get(gid, ()):
+                if uid in users and uid not in out:
+                    out[uid] = (ring, True, "group")
+        return out
+
+    def _members_of(self, qid, queue):
+        """The QueueMember list of a queue, sorted by name (then id). Under self.lock."""
+        users = self.objects["users"]
+        members = []
+        for uid, (ring, joined, by) in self._member_map(qid, queue).items():
+            user = users[uid]
+            uri = user.get("selfUri") or "%s/%s" % (_SELF_URI_BASE["users"], uid)
+            members.append({"id": uid, "name": user.get("name"),
+                            "user": {"id": uid, "name": user.get("name"), "selfUri": uri},
+                            "ringNumber": ring, "joined": joined, "memberBy": by, "selfUri": uri})
+        members.sort(key=_name_key)
+        return members
+
+    def _queue_counts(self, qid, queue):
+        members = self._member_map(qid, queue)
+        return {"memberCount": len(members),
+                "userMemberCount": sum(1 for m in members.values() if m[2] == "user"),
+                "joinedMemberCount": sum(1 for m in members.values() if m[1])}
+
+    def _refresh_queue_counts(self, qid):
+        """Brings the stored queue's member counts up to date (replacing the object when they change)."""
+        queue = self.objects["queues"].get(qid)
+        if queue is None:
+            return
+        counts = self._queue_counts(qid, queue)
+        if any(queue.get(k) != v for k, v in counts.items()):
+            self.objects["queues"][qid] = dict(queue, **counts)
+
+    def _refresh_all_queue_counts(self):
+        for qid in list(self.objects["queues"]):
+            self._refresh_queue_counts(qid)
+
+    def _members_list(self, qid, query):
+        size, number = self._paging(query, MAX_PEOPLE_PAGE_SIZE)
+        member_by = query.get("memberBy")
+        if member_by is not None and member_by not in ("user", "group"):
+            raise _bad("memberBy must be user or group; got %r." % member_by, field="memberBy")
+        joined = query.get("joined")
+        if joined is not None:
+            if joined.lower() not in ("true", "false"):
+                raise _bad("joined must be true or false; got %r." % joined, field="joined")
+            joined = joined.lower() == "true"
+        with self.lock:
+            queue = self._queue_or_404(qid)
+            members = self._members_of(qid, queue)
+        if member_by is not None:
+            members = [m for m in members if m["memberBy"] == member_by]
+        if joined is not None:
+            members = [m for m in members if m["joined"] is joined]
+        if "name" in query:
+            match = _name_matcher(query["name"])
+            members = [m for m in members if match(m["name"])]
+        page = members[(number - 1) * size: number * size]
+        return 200, self._cursorless_listing("/api/v2/routing/queues/%s/members" % qid, query, page, size, number,
+                                             len(members))
+
+    @staticmethod
+    def _cursorless_listing(base, query, entities, size, number, total):
+        """A QueueMemberEntityListing: like the other lists but without total, pageCount and lastUri."""
+        count = -(-total // size)
+        extra = [(k, v) for k, v in query.items() if k not in ("pageSize", "pageNumber")]
+
+        def uri(p):
+            return "%s?%s" % (base, urlencode([("pageSize", size), ("pageNumber", p)] + extra))
+
+        answer = {"entities": entities, "pageSize": size, "pageNumber": number, "firstUri": uri(1),
+                  "selfUri": uri(number)}
+        if number < count:
+            answer["nextUri"] = uri(number + 1)
+        if number > 1:
+            answer["previousUri"] = uri(min(number - 1, max(count, 1)))
+        return answer
+
+    def _members_post(self, qid, body, query):
+        delete = str(query.get("delete", "false")).lower()
+        if delete not in ("true", "false"):
+            raise _bad("delete must be true or false; got %r." % query.get("delete"), field="delete")
+        if not isinstance(body, list) or not body:
+            raise _bad("The body must be a non-empty list of {\"id\"} objects (user ids).")
+        if len(body) > MAX_QUEUE_MEMBERS_POST:
+            raise _bad("At most %d members per request; got %d." % (MAX_QUEUE_MEMBERS_POST, len(body)))
+        ids = []
+        for i, item in enumerate(body):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise _bad("[%d] must be an object with a string id." % i, field="[%d].id" % i)
+            unknown = sorted(k for k in item if k != "id")
+            if unknown:
+                raise _bad("Unrecognized field(s) of [%d] (WritableEntity): %s." % (i, ", ".join(unknown)),
+                           field="[%d].%s" % (i, unknown[0]))
+            ids.append(item["id"])
+        with self.lock:
+            self._queue_or_404(qid)
+            current = self.direct_members.setdefault(qid, {})
+            if delete == "true":
+                for uid in ids:
+                    current.pop(uid, None)
+            else:
+                users = self.objects["users"]
+                missing = [(i, uid) for i, uid in enumerate(ids) if uid not in users]
+                if missing:
+                    i, uid = missing[0]
+                    raise _Reply(400, "bad.request", "User %s ([%d].id) does not exist%s." % (
+                        uid, i, " (and %d more)" % (len(missing) - 1) if len(missing) > 1 else ""),
+                        details=[{"errorCode": "bad.request", "fieldName": "[%d].id" % j, "entityId": u}
+                                 for j, u in missing])
+                for uid in ids:
+                    if uid not in current:
+                        current[uid] = {"ringNumber": 1, "joined": True}
+            self._refresh_queue_counts(qid)
+        return 200, None
+
+    def _member_patch(self, qid, uid, body):
+        if not isinstance(body, dict):
+            raise _bad("The request body must be a JSON object {\"ringNumber\", \"joined\"}.")
+        unknown = sorted(k for k in body if k not in ("ringNumber", "joined") and k not in _MEMBER_PATCH_IGNORED)
+        if unknown:
+            raise _Reply(400, "bad.request", "Unrecognized field(s) for a queue member: %s." % ", ".join(unknown),
+                         details=[{"errorCode": "bad.request", "fieldName": k} for k in unknown])
+        if body.get("id") is not None and body["id"] != uid:
+            raise _bad("The id in the body (%s) differs from the id in the path (%s)." % (body["id"], uid), field="id")
+        ring, joined = body.get("ringNumber"), body.get("joined")
+        if ring is None and joined is None:
+            raise _bad("Send ringNumber, joined or both.")
+        if ring is not None and type(ring) is not int:
+            raise _bad("ringNumber must be an integer; got %r." % (ring,), field="ringNumber")
+        if joined is not None and not isinstance(joined, bool):
+            raise _bad("joined must be a boolean; got %r." % (joined,), field="joined")
+        with self.lock:
+            queue = self._queue_or_404(qid)
+            current = self.direct_members.get(qid, {})
+            if uid not in current or uid not in self.objects["users"]:
+                if uid in self._member_map(qid, queue):
+                    raise _bad("User %s is a member of queue %s by group: its ring and joined state follow the group."
+                               % (uid, qid), entity_id=uid)
+                raise _Reply(404, "not.found", "User %s is not a member of queue %s." % (uid, qid))
+            rings = self._ring_count(queue)
+            if ring is not None and not 1 <= ring <= rings:
+                raise _Reply(400, "bad.request", "ringNumber %d is outside the rings of queue %s (1 to %d)." % (
+                    ring, qid, rings), details=[{"errorCode": "bad.request", "fieldName": "ringNumber",
+                                                 "entityId": qid}])
+            member = dict(current[uid])
+            if ring is not None:
+                member["ringNumber"] = ring
+            if joined is not None:
+                member["joined"] = joined
+            current[uid] = member
+            self._refresh_queue_counts(qid)
+        return 200, None
+
+    # ---- users' routing skills and languages ----------------------------------------------------
+    def _user_or_404(self, uid):
+        user = self.objects["users"].get(uid)
+        if user is None:
+            raise _Reply(404, "not.found", "users %s not found." % uid)
+        return user
+
+    def _user_entries(self, uid, spec):
+        """The user's UserRoutingSkill / UserRoutingLanguage list, sorted by name. Under self.lock."""
+        objs = self.objects[spec.kind]
+        out = []
+        for oid, proficiency in getattr(self, spec.store).get(uid, {}).items():
+            obj = objs.get(oid)
+            if obj is None:
+                continue
+            out.append({"id": oid, "name": obj.get("name"), "proficiency": float(proficiency), "state": "active",
+                        spec.uri_field: "%s/%s" % (_SELF_URI_BASE[spec.kind], oid),
+                        "selfUri": "%s/%s/%s/%s" % (_SELF_URI_BASE["users"], uid, spec.segment, oid)})
+        out.sort(key=_name_key)
+        return out
+
+    def _user_list_get(self, uid, spec, query):
+        size, number = self._paging(query, MAX_PEOPLE_PAGE_SIZE)
+        with self.lock:
+            self._user_or_404(uid)
+            entries = self._user_entries(uid, spec)
+        page = entries[(number - 1) * size: number * size]
+        return 200, self._listing("%s/%s/%s" % (_SELF_URI_BASE["users"], uid, spec.segment), query, page, size,
+                                  number, len(entries))
+
+    def _user_list_patch(self, uid, spec, body):
+        if not isinstance(body, list) or not body:
+            raise _bad("The body must be a non-empty list of {\"id\", \"proficiency\"} objects.")
+        if len(body) > MAX_USER_BULK_PATCH:
+            raise _bad("At most %d %ss per request; got %d." % (MAX_USER_BULK_PATCH, spec.what, len(body)))
+        allowed = {"id", "proficiency", spec.uri_field, "selfUri"}
+        wanted = {}
+        for i, item in enumerate(body):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise _bad("[%d] must be an object with a string id." % i, field="[%d].id" % i)
+            unknown = sorted(k for k in item if k not in allowed)
+            if unknown:
+                raise _bad("Unrecognized field(s) of [%d] (%sPost): %s." % (i, spec.model, ", ".join(unknown)),
+                           field="[%d].%s" % (i, unknown[0]))
+            p = item.get("proficiency")
+            if not _is_number(p) or not 0 <= p <= 5:
+                raise _bad("[%d].proficiency must be a number from 0 to 5; got %r." % (i, p),
+                           field="[%d].proficiency" % i, entity_id=item["id"])
+            wanted[item["id"]] = float(p)                 # the same id twice: the last one counts
+        with self.lock:
+            self._user_or_404(uid)
+            objs = self.objects[spec.kind]
+            missing = [oid for oid in wanted if oid not in objs]
+            if missing:
+                raise _Reply(400, "bad.request", "%s %s does not exist%s." % (
+                    spec.what.capitalize(), missing[0], " (and %d more)" % (len(missing) - 1) if len(missing) > 1
+                    else ""), details=[{"errorCode": "bad.request", "fieldName": "id", "entityId": oid}
+                                       for oid in missing])
+            store = getattr(self, spec.store)
+            current = dict(store.get(uid, {}))
+            current.update(wanted)
+            store[uid] = current
+            entries = self._user_entries(uid, spec)
+        base = "%s/%s/%s" % (_SELF_URI_BASE["users"], uid, spec.segment)
+        return 200, self._listing(base, {}, entries, max(len(entries), 1), 1, len(entries))
+
+    def _user_list_delete(self, uid, spec, oid):
+        with self.lock:
+            self._user_or_404(uid)
+            store = getattr(self, spec.store)
+            current = store.get(uid, {})
+            if oid not in current:
+                raise _Reply(404, "not.found", "User %s has no routing %s %s." % (uid, spec.what, oid))
+            store[uid] = {k: v for k, v in current.items() if k != oid}
+        return 204, None
+
+    def _render_user_expansions(self, out, expand, listing):
+        """Adds `skills` / `languages` to a rendered user when expanded (a users list leaves them out for the
+        users expand_misses picks). Under self.lock."""
+        wanted = [key for key in ("skills", "languages") if key in expand]
+        if not wanted or (listing and self.expand_misses(out["id"])):
+            return
+        for key in wanted:
+            out[key] = self._user_entries(out["id"], _USER_EXPANDS[key])
+
+    def _drop_people(self, kind, oid):
+        """What goes with a deleted object: a queue's direct members; a skill or language from every user;
+        a user's skills, languages and memberships. Under self.lock."""
+        if kind == "queues":
+            self.direct_members.pop(oid, None)
+        elif kind in ("skills", "languages"):
+            store = getattr(self, _USER_EXPANDS[kind].store)
+            for uid, entries in list(store.items()):
+                if oid in entries:
+                    store[uid] = {k: v for k, v in entries.items() if k != oid}
+        elif kind == "users":
+            self.user_skills.pop(oid, None)
+            self.user_languages.pop(oid, None)
+            for members in self.direct_members.values():
+                members.pop(oid, None)
+            for gid, members in self.group_members.items():
+                if oid in members:
+                    self.group_members[gid] = [u for u in members if u != oid]
+            self._refresh_all_queue_counts()
+
+
+# --------------------------------------------------------------------------------------------
 # Section 9: analytics conversation-detail jobs (the request handlers; FakeOrg inherits them)
 # --------------------------------------------------------------------------------------------
 
@@ -2822,7 +3350,7 @@ class _AnalyticsOrg:
 # One org
 # --------------------------------------------------------------------------------------------
 
-class FakeOrg(_AnalyticsOrg, _ConfigOrg):
+class FakeOrg(_AnalyticsOrg, _PeopleOrg, _ConfigOrg):
     KNOB_DEFAULTS = {
         "token_lifetime": 86399,
         "api_domain": None,
@@ -2843,6 +3371,8 @@ class FakeOrg(_AnalyticsOrg, _ConfigOrg):
         "analytics_job_seconds": 0.3,
         "analytics_job_ttl": 300.0,
         "data_availability_date": None,
+        "expand_miss_share": 0.3,
+        "expand_miss_seed": 0,
     }
 
     def __init__(self, fake, name, **knobs):
@@ -2881,6 +3411,7 @@ class FakeOrg(_AnalyticsOrg, _ConfigOrg):
         self._import_running = []
         self._import_seq = 0
         self._init_config()
+        self._init_people()
         self._init_analytics()
 
     # ---- public helpers -----------------------------------------------------------------
@@ -3172,6 +3703,9 @@ class FakeOrg(_AnalyticsOrg, _ConfigOrg):
                 if len(parts) == 3 and m == "GET":
                     return self._import_status(parts[2])
         answer = self._route_analytics(m, parts, rec, body)
+        if answer is not None:
+            return answer
+        answer = self._route_people(m, parts, rec, body)
         if answer is not None:
             return answer
         answer = self._route_config(m, parts, rec, body)
@@ -4345,8 +4879,8 @@ def populate_config_org(org, seed=0, skills=60, wrapupcodes=40, schedules=10, sc
             sl = {"percentage": p["serviceLevel"], "durationMs": 20000}
             obj = {"id": ids["queues"][i], "name": p["name"], "division": div(p["div"]),
                    "description": p["description"], "dateCreated": date("queues", i),
-                   "dateModified": date("queues", i), "memberCount": p["members"],
-                   "userMemberCount": p["members"], "joinedMemberCount": p["members"] // 2,
+                   "dateModified": date("queues", i), "memberCount": 0, "userMemberCount": 0,
+                   "joinedMemberCount": 0,                     # no members (populate_people adds some)
                    "mediaSettings": {
                        "call": {"enableAutoAnswer": False, "alertingTimeoutSeconds": p["alerting"], "serviceLevel": sl},
                        "callback": {"enableAutoAnswer": False, "alertingTimeoutSeconds": 30, "serviceLevel": sl},
@@ -4647,6 +5181,351 @@ def populate_clone_demo(source, target, seed=0, scale=1, conflicting_number=Fals
     expected.update(numbers_in_target_pools=sorted(in_pools), numbers_awaiting_porting=sorted(awaiting),
                     conflicting_numbers=conflicts)
     return expected
+
+
+# ---- contract section 8 "People": members, skills and languages of two orgs --------------------------
+
+_PEOPLE_SKILLS = ["Billing", "Technical Support", "Sales", "Retention", "Claims", "Complaints", "VIP Care",
+                  "Collections", "Onboarding", "Escalations", "Fraud", "Mortgages", "Returns", "Hardware",
+                  "Network", "Chat Etiquette", "Email Writing", "Social Media"]
+_PEOPLE_LANGUAGES = ["English", "German", "French", "Spanish", "Dutch", "Italian", "Portuguese", "Polish",
+                     "Swedish", "Japanese"]
+_PEOPLE_QUEUES = ["Customer Care", "Inbound Sales", "Tech Desk", "Billing Desk", "Retention Team", "Claims Desk",
+                  "VIP Line", "Collections Desk", "Onboarding Desk", "Escalation Desk", "Fraud Line", "Returns Desk",
+                  "Chat Care", "Email Care", "Social Care", "Partner Line"]
+_PEOPLE_GROUPS = ["Night Shift", "Floor Walkers", "Team Leads", "Weekend Cover", "Overflow Pool", "Trainers"]
+_PEOPLE_LOCAL_SKILLS = ["Local Knowledge", "Legacy CRM", "Print Orders", "Site Safety"]
+_PEOPLE_LOCAL_LANGUAGES = ["Welsh", "Catalan"]
+_PROFICIENCIES = (0.0, 1.0, 2.0, 2.5, 3.0, 4.0, 5.0)
+_PEOPLE_BASE_DATE = datetime(2025, 6, 2, 8, 0, tzinfo=timezone.utc)
+
+
+def populate_people(source, target, seed=0, users=200, queues=12, skills=12, languages=4, members_per_queue=20,
+                    skills_per_user=(1, 5), languages_per_user=(0, 2), unmatched_share=0.05,
+                    target_extra_share=0.2, group_queues=2, existing_target_queues=3, name_prefix="People "):
+    """The people of a contact centre in two orgs (directly into the stores, no HTTP), on top of whatever they
+    hold: in the source `skills` skills and `languages` languages, `users` users (emails) holding skills and
+    languages with proficiencies, `queues` queues (1-3 bullseye rings) with direct members (varied rings,
+    some not joined) and, for the first `group_queues` queues, a group named in a ring's memberGroups; in the
+    target the same skills and languages and the same users by email (other ids, some emails in other case)
+    but a share `unmatched_share` left out, a few users of its own, a share `target_extra_share` of matched
+    users holding other skills or languages, a few holding a source skill (and language) with another
+    proficiency, and `existing_target_queues` of the source queues by name with a few members of their own (the
+    first with 1 ring where the source has 3). Every name starts with `name_prefix` (emails: a dotted
+    prefix); a name or email the org already has -> ValueError. Returns the expectations (FAKE_SPEC.md)."""
+    if source is target:
+        raise ValueError("populate_people needs two orgs")
+    P = name_prefix
+    rs = random.Random("%s:%s:people" % (seed, P))
+    ids_src = random.Random("%s:%s:%s:people-ids" % (seed, source.name, P))
+    ids_tgt = random.Random("%s:%s:%s:people-ids" % (seed, target.name, P))
+    slug = re.sub(r"[^a-z0-9]+", ".", P.lower()).strip(".")
+    slug = slug + "." if slug else ""
+    s_lo, s_hi = (min(skills, max(0, v)) for v in skills_per_user)
+    l_lo, l_hi = (min(languages, max(0, v)) for v in languages_per_user)
+    members_per_queue = max(0, min(members_per_queue, users))
+    group_queues = max(0, min(group_queues, queues))
+    existing_target_queues = max(0, min(existing_target_queues, queues))
+
+    # ---- the plan (no org access) ----------------------------------------------------------------
+    skill_names = [P + n for n in _names(_PEOPLE_SKILLS, skills)]
+    language_names = [P + n for n in _names(_PEOPLE_LANGUAGES, languages)]
+    queue_names = [P + n for n in _names(_PEOPLE_QUEUES, queues)]
+    local_skill_names = [P + n for n in _names(_PEOPLE_LOCAL_SKILLS, 2 if skills else 0)]
+    local_language_names = [P + n for n in _names(_PEOPLE_LOCAL_LANGUAGES, 1 if languages else 0)]
+    seen = collections.Counter()
+    plan_users = []
+    for i in range(users):
+        first, last = rs.choice(_FIRST), rs.choice(_LAST)
+        local = "%s%s.%s" % (slug, first.lower(), last.lower())
+        seen[local] += 1
+        email = "%s%s@example.com" % (local, seen[local] if seen[local] > 1 else "")
+        u_skills = {j: rs.choice(_PROFICIENCIES) for j in sorted(rs.sample(range(skills), rs.randint(s_lo, s_hi)))}
+        u_langs = {j: rs.choice(_PROFICIENCIES) for j in sorted(rs.sample(range(languages), rs.randint(l_lo, l_hi)))}
+        plan_users.append({"name": "%s%s %s" % (P, first, last), "email": email, "skills": u_skills,
+                           "languages": u_langs, "department": rs.choice(_CFG_DEPARTMENTS),
+                           "title": rs.choice(_CFG_TITLES)})
+    unmatched = set(rs.sample(range(users), int(round(users * unmatched_share))))
+    matched = [i for i in range(users) if i not in unmatched]
+    existing = list(range(group_queues, queues))[:existing_target_queues]
+    for q in range(group_queues):                                   # few queues: group queues exist too
+        if len(existing) < existing_target_queues:
+            existing.append(q)
+    clamp_q = existing[0] if existing else None
+    plan_queues = []
+    for q in range(queues):
+        n_rings = 3 if q == clamp_q else 1 + int(rs.random() * 3)
+        rings = [sorted(rs.sample(range(skills), 1)) if skills and r < n_rings - 1 and rs.random() < 0.5 else []
+                 for r in range(n_rings)]
+        member_idx = rs.sample(range(users), members_per_queue)
+        members = {}
+        for i in member_idx:
+            ring = rs.randint(2, n_rings) if n_rings > 1 and rs.random() < 0.3 else 1
+            members[i] = [ring, rs.random() >= 0.15]
+        in_target = [i for i in member_idx if i not in unmatched]
+        if n_rings > 1 and in_target:
+            members[in_target[0]][0] = n_rings                      # a member in the last ring, always
+        if len(in_target) > 1:
+            members[in_target[-1]][1] = False                       # and one not joined
+        plan_queues.append({"name": queue_names[q], "rings": rings, "members": members,
+                            "seconds": [rs.choice((10.0, 15.0, 30.0)) for _ in range(n_rings)]})
+    if unmatched and queues and members_per_queue and not any(
+            i in unmatched for pq in plan_queues for i in pq["members"]):
+        plan_queues[0]["members"][min(unmatched)] = [1, True]       # an unmatched user is a member somewhere
+    plan_groups = []
+    for q in range(group_queues):
+        pq = plan_queues[q]
+        size = min(users, 3 + int(rs.random() * 4))
+        group_users = rs.sample(range(users), size)
+        if q == 0 and pq["members"] and size:
+            direct = next(iter(pq["members"]))
+            if direct not in group_users:
+                group_users[0] = direct                             # a direct member in the group too
+        plan_groups.append({"name": P + _names(_PEOPLE_GROUPS, group_queues)[q], "queue": q,
+                            "ring": int(rs.random() * len(pq["rings"])), "users": group_users})
+    n_extra = int(round(len(matched) * target_extra_share))
+    extra = sorted(rs.sample(matched, n_extra))
+    extra_plan = {}
+    for i in extra:
+        pu = plan_users[i]
+        pool = [("s", j) for j in range(len(local_skill_names))] + [("S", j) for j in range(skills)
+                                                                   if j not in pu["skills"]]
+        own_skills = rs.sample(pool, min(len(pool), 1 + int(rs.random() * 2)))
+        lpool = [("l", j) for j in range(len(local_language_names))] + [("L", j) for j in range(languages)
+                                                                       if j not in pu["languages"]]
+        own_langs = rs.sample(lpool, 1) if lpool and rs.random() < 0.5 else []
+        extra_plan[i] = ({k: rs.choice(_PROFICIENCIES) for k in own_skills},
+                         {k: rs.choice(_PROFICIENCIES) for k in own_langs})
+    with_skills = [i for i in matched if plan_users[i]["skills"]]
+    differing = sorted(rs.sample(with_skills, min(len(with_skills), max(2, users // 50))))
+    with_langs = [i for i in matched if plan_users[i]["languages"]]
+    differing_langs = sorted(rs.sample(with_langs, min(len(with_langs), max(1, users // 100))))
+
+    def other_value(value):
+        return rs.choice([p for p in _PROFICIENCIES if p != value])
+
+    diff_plan, diff_lang_plan = {}, {}                              # user -> (skill/language, target value)
+    for i in differing:
+        j = rs.choice(sorted(plan_users[i]["skills"]))
+        diff_plan[i] = (j, other_value(plan_users[i]["skills"][j]))
+    for i in differing_langs:
+        j = rs.choice(sorted(plan_users[i]["languages"]))
+        diff_lang_plan[i] = (j, other_value(plan_users[i]["languages"][j]))
+    case_differs = {i for i in matched if rs.random() < 0.1}
+    n_own = max(2, users // 50)
+    plan_own = []
+    for k in range(n_own):
+        first, last = rs.choice(_FIRST), rs.choice(_LAST)
+        plan_own.append({"name": "%s%s %s" % (P, first, last),
+                         "email": "%slocal.%s.%s%d@example.com" % (slug, first.lower(), last.lower(), k + 1)})
+    existing_plan = {}                                              # queue -> (rings in target, {member: [ring, joined]})
+    for n, q in enumerate(existing):
+        pq = plan_queues[q]
+        t_rings = 1 if q == clamp_q else len(pq["rings"])
+        own = {("own", n % n_own): [1, True]}
+        outsiders = [i for i in matched if i not in pq["members"]]
+        if outsiders:
+            own[("user", rs.choice(outsiders))] = [t_rings, rs.random() < 0.8]
+        insiders = [i for i in pq["members"] if i not in unmatched]
+        insiders = insiders[1:] or insiders                         # not the one always in the last ring
+        if insiders:
+            i = insiders[len(insiders) // 2]
+            s_ring, s_joined = pq["members"][i]
+            if t_rings > 1 and s_ring != 1:
+                own[("user", i)] = [1, s_joined]
+            elif t_rings > 1:
+                own[("user", i)] = [t_rings, s_joined]
+            else:
+                own[("user", i)] = [1, not s_joined]
+        existing_plan[q] = (t_rings, own)
+
+    # ---- materialize ------------------------------------------------------------------------------
+    def date(i):
+        return _iso(_PEOPLE_BASE_DATE + timedelta(minutes=37 * i))
+
+    def check_free(org):
+        for kind, names in (("skills", skill_names + local_skill_names), ("languages", language_names +
+                                                                           local_language_names),
+                            ("queues", queue_names)):
+            taken = {o.get("name") for o in org.objects[kind].values()} & set(names)
+            if taken:
+                raise ValueError("populate_people: %s %r already exists in org %s (use name_prefix)"
+                                 % (kind, sorted(taken)[0], org.name))
+        emails = {str(u.get("email", "")).lower() for u in org.objects["users"].values()}
+        clash = emails & ({u["email"] for u in plan_users} | {u["email"] for u in plan_own})
+        if clash:
+            raise ValueError("populate_people: user %r already exists in org %s (use name_prefix)"
+                             % (sorted(clash)[0], org.name))
+        group_names = {g["name"] for g in org.groups.values()} & {g["name"] for g in plan_groups}
+        if group_names:
+            raise ValueError("populate_people: group %r already exists in org %s" % (sorted(group_names)[0], org.name))
+
+    def put(org, kind, obj):
+        obj["selfUri"] = "%s/%s" % (_SELF_URI_BASE[kind], obj["id"])
+        org.objects[kind][obj["id"]] = obj
+        return obj
+
+    def ref(obj):
+        return {"id": obj["id"], "name": obj["name"], "selfUri": obj["selfUri"]}
+
+    def make_catalogue(org, rid, names, local_names):
+        home = org._home_ref()
+        skill_objs = [put(org, "skills", {"id": _rng_uuid(rid), "name": n, "division": dict(home), "state": "active",
+                                          "version": "1", "dateModified": date(k)})
+                      for k, n in enumerate(names[0] + local_names[0])]
+        lang_objs = [put(org, "languages", {"id": _rng_uuid(rid), "name": n, "state": "active", "version": "1",
+                                            "dateModified": date(k)})
+                     for k, n in enumerate(names[1] + local_names[1])]
+        return home, skill_objs, lang_objs
+
+    def make_user(org, rid, home, name, email, pu=None):
+        obj = {"id": _rng_uuid(rid), "name": name, "division": dict(home), "email": email, "username": email.lower(),
+               "state": "active", "version": 1}
+        if pu is not None:
+            obj.update(department=pu["department"], title=pu["title"])
+        return put(org, "users", obj)
+
+    def make_queue(org, rid, home, n, pq, rings, skill_objs, description):
+        ring_objs = []
+        for r in range(rings):
+            ring = {"expansionCriteria": [{"type": "TIMEOUT_SECONDS", "threshold": pq["seconds"][r]}],
+                    "actions": {"skillsToRemove": [ref(skill_objs[j]) for j in pq["rings"][r]]}}
+            ring_objs.append(ring)
+        obj = {"id": _rng_uuid(rid), "name": pq["name"], "division": dict(home), "description": description,
+               "dateCreated": date(n), "dateModified": date(n), "memberCount": 0, "userMemberCount": 0,
+               "joinedMemberCount": 0}
+        obj.update(copy.deepcopy(_QUEUE_DEFAULTS))
+        obj["bullseye"] = {"rings": ring_objs}
+        return put(org, "queues", obj)
+
+    counts = {"users": users, "matched_users": len(matched), "unmatched_users": len(unmatched), "queues": queues,
+              "skills": skills, "languages": languages, "groups": len(plan_groups)}
+    with source.lock, target.lock:
+        check_free(source)
+        check_free(target)
+        # source
+        s_home, s_skills, s_langs = make_catalogue(source, ids_src, (skill_names, language_names), ([], []))
+        s_users = []
+        for pu in plan_users:
+            u = make_user(source, ids_src, s_home, pu["name"], pu["email"], pu)
+            s_users.append(u)
+            source.user_skills[u["id"]] = {s_skills[j]["id"]: p for j, p in pu["skills"].items()}
+            source.user_languages[u["id"]] = {s_langs[j]["id"]: p for j, p in pu["languages"].items()}
+        s_queues = []
+        for q, pq in enumerate(plan_queues):
+            obj = make_queue(source, ids_src, s_home, q, pq, len(pq["rings"]), s_skills, "%s queue" % pq["name"])
+            s_queues.append(obj)
+            source.direct_members[obj["id"]] = {s_users[i]["id"]: {"ringNumber": ring, "joined": joined}
+                                                for i, (ring, joined) in pq["members"].items()}
+        s_groups = []
+        for pg in plan_groups:
+            gid = source.add_group(pg["name"], [s_users[i]["id"] for i in pg["users"]], id=_rng_uuid(ids_src))
+            s_groups.append(gid)
+            queue = s_queues[pg["queue"]]
+            rings = copy.deepcopy(queue["bullseye"]["rings"])
+            group = source.groups[gid]
+            rings[pg["ring"]]["memberGroups"] = [{"id": gid, "name": group["name"], "type": "GROUP",
+                                                  "selfUri": group["selfUri"]}]
+            source.objects["queues"][queue["id"]] = dict(queue, bullseye={"rings": rings})
+        for obj in s_queues:
+            source._refresh_queue_counts(obj["id"])
+        # target
+        t_home, t_skills, t_langs = make_catalogue(target, ids_tgt, (skill_names, language_names),
+                                                   (local_skill_names, local_language_names))
+        t_local_skills, t_local_langs = t_skills[skills:], t_langs[languages:]
+        t_users = {}
+        for i in matched:
+            pu = plan_users[i]
+            email = pu["email"]
+            if i in case_differs:
+                email = email.upper() if i % 2 else email.title()
+            t_users[i] = make_user(target, ids_tgt, t_home, pu["name"], email, pu)
+        t_own = [make_user(target, ids_tgt, t_home, po["name"], po["email"]) for po in plan_own]
+        pick = {"s": t_local_skills, "S": t_skills, "l": t_local_langs, "L": t_langs}
+        for i in matched:
+            uid = t_users[i]["id"]
+            own_skills, own_langs = extra_plan.get(i, ({}, {}))
+            skills_now = {pick[k][j]["id"]: p for (k, j), p in own_skills.items()}
+            langs_now = {pick[k][j]["id"]: p for (k, j), p in own_langs.items()}
+            if i in diff_plan:
+                j, p = diff_plan[i]
+                skills_now[t_skills[j]["id"]] = p
+            if i in diff_lang_plan:
+                j, p = diff_lang_plan[i]
+                langs_now[t_langs[j]["id"]] = p
+            if skills_now:
+                target.user_skills[uid] = skills_now
+            if langs_now:
+                target.user_languages[uid] = langs_now
+        t_queues = []
+        for n, q in enumerate(existing):
+            pq = plan_queues[q]
+            t_rings, own = existing_plan[q]
+            obj = make_queue(target, ids_tgt, t_home, n, pq, t_rings, t_skills, "pre-existing in %s" % target.name)
+            t_queues.append(obj)
+            target.direct_members[obj["id"]] = {
+                (t_own[k]["id"] if tag == "own" else t_users[k]["id"]): {"ringNumber": ring, "joined": joined}
+                for (tag, k), (ring, joined) in own.items()}
+            target._refresh_queue_counts(obj["id"])
+
+        # ---- what the tests should expect ------------------------------------------------------------
+        email_of = [pu["email"] for pu in plan_users]
+        group_queue_info = {}
+        for pg, gid in zip(plan_groups, s_groups):
+            queue = source.objects["queues"][s_queues[pg["queue"]]["id"]]
+            by_group = source.queue_members(queue["id"], member_by="group")
+            info = group_queue_info.setdefault(queue["name"], {"groups": [], "members": 0})
+            info["groups"].append(pg["name"])
+            info["members"] = len(by_group)
+        clamped, kept = [], []
+        for q in existing:
+            pq = plan_queues[q]
+            t_rings, own = existing_plan[q]
+            for i, (ring, joined) in pq["members"].items():
+                if i in unmatched:
+                    continue
+                if ("user", i) in own:
+                    kept.append((pq["name"], email_of[i], (ring, joined), tuple(own[("user", i)])))
+                elif ring > t_rings:
+                    clamped.append((pq["name"], email_of[i], ring, t_rings))
+        direct = sum(len(pq["members"]) for pq in plan_queues)
+        matched_direct = sum(1 for pq in plan_queues for i in pq["members"] if i not in unmatched)
+        counts.update(
+            direct_memberships=direct, matched_memberships=matched_direct,
+            group_memberships=sum(v["members"] for v in group_queue_info.values()),
+            user_skills=sum(len(pu["skills"]) for pu in plan_users),
+            user_languages=sum(len(pu["languages"]) for pu in plan_users),
+            matched_user_skills=sum(len(plan_users[i]["skills"]) for i in matched),
+            matched_user_languages=sum(len(plan_users[i]["languages"]) for i in matched),
+            target_only_users=len(t_own), target_extra_users=len(extra), existing_queues=len(existing))
+        target_extra = {}
+        for i in extra:
+            own_skills, own_langs = extra_plan[i]
+            target_extra[email_of[i]] = {"skills": {pick[k][j]["name"]: p for (k, j), p in own_skills.items()},
+                                         "languages": {pick[k][j]["name"]: p for (k, j), p in own_langs.items()}}
+        return {
+            "unmatched_emails": sorted(email_of[i] for i in unmatched),
+            "group_queues": group_queue_info,
+            "existing_queues": [plan_queues[q]["name"] for q in existing],
+            "clamped": sorted(clamped),
+            "kept_members": sorted(kept),
+            "differing_proficiency": sorted((email_of[i], skill_names[j], plan_users[i]["skills"][j], p)
+                                            for i, (j, p) in diff_plan.items()),
+            "differing_language_proficiency": sorted((email_of[i], language_names[j], plan_users[i]["languages"][j], p)
+                                                     for i, (j, p) in diff_lang_plan.items()),
+            "email_case_differs": sorted(email_of[i] for i in case_differs),
+            "target_only_emails": sorted(po["email"] for po in plan_own),
+            "target_extra": target_extra,
+            "skills": list(skill_names), "languages": list(language_names), "queues": list(queue_names),
+            "target_local_skills": list(local_skill_names), "target_local_languages": list(local_language_names),
+            "counts": counts,
+            "source_refs": {"skills": [o["id"] for o in s_skills], "languages": [o["id"] for o in s_langs],
+                            "users": [o["id"] for o in s_users], "queues": [o["id"] for o in s_queues],
+                            "groups": s_groups},
+            "target_refs": {"skills": [o["id"] for o in t_skills], "languages": [o["id"] for o in t_langs],
+                            "users": [t_users[i]["id"] for i in matched] + [o["id"] for o in t_own],
+                            "queues": [o["id"] for o in t_queues]},
+        }
 
 
 def _skeleton(n, start, end, seed, types):
@@ -5134,8 +6013,11 @@ def main(argv=None):
     ap.add_argument("--prompt-transcode-seconds", type=float)
     ap.add_argument("--generate", action="store_true",
                     help="fill the first two orgs with populate_clone_demo (source, target) before serving")
-    ap.add_argument("--seed", type=int, default=0, help="seed of --generate (default 0)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --generate and --people (default 0)")
     ap.add_argument("--scale", type=float, default=1, help="scale of --generate (default 1)")
+    ap.add_argument("--people", type=int, default=0, metavar="N",
+                    help="also fill the first two orgs with populate_people(users=N) (default 0: no)")
+    ap.add_argument("--expand-miss-share", type=float)
     ap.add_argument("--env", metavar="FILE",
                     help="also write the first two orgs' settings as shell exports (GENESYS_SOURCE_*, "
                          "GENESYS_TARGET_*) to FILE (mode 0600), once serving")
@@ -5145,8 +6027,12 @@ def main(argv=None):
         ap.error("--orgs needs at least one name")
     if args.generate and len(names) < 2:
         ap.error("--generate needs two orgs (source and target)")
+    if args.people < 0:
+        ap.error("--people needs a count of users (0 or more)")
+    if args.people and len(names) < 2:
+        ap.error("--people needs two orgs (source and target)")
     knobs = {k: v for k, v in vars(args).items()
-             if k not in ("orgs", "generate", "seed", "scale", "env") and v is not None}
+             if k not in ("orgs", "generate", "seed", "scale", "env", "people") and v is not None}
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -5155,6 +6041,9 @@ def main(argv=None):
     generated = None
     if args.generate:
         generated = populate_clone_demo(fake.orgs[names[0]], fake.orgs[names[1]], seed=args.seed, scale=args.scale)
+    people = None
+    if args.people:
+        people = populate_people(fake.orgs[names[0]], fake.orgs[names[1]], seed=args.seed, users=args.people)
     fake.start()
     try:
         info = {"download_url": fake.download_url,
@@ -5163,6 +6052,8 @@ def main(argv=None):
                          for o in fake.orgs.values()}}
         if generated is not None:
             info["generated"] = {k: v for k, v in generated.items() if k != "refs"}
+        if people is not None:
+            info["people"] = {k: v for k, v in people.items() if k not in ("source_refs", "target_refs")}
         if args.env:
             _write_env_file(args.env, [fake.orgs[name] for name in names[:2]])
         sys.stdout.write(json.dumps(info) + "\n")

@@ -96,7 +96,7 @@ def test_clone_copies_every_object_with_every_reference_mapped(orgs, tmp_path):
             "nothing is renamed, so every flow's YAML is the source's byte for byte"
     assert set(mapping["users"]) == set(source.objects["users"])
     manifest = json.loads((tmp_path / "rollback.json").read_text())
-    created = [entry for entry in manifest["entries"]]
+    created = [entry for entry in manifest["entries"] if not entry.get("change")]
     assert len(created) == sum(1 for kind in FAKE_KIND.values() if kind not in ("divisions", "users")
                                for obj in source.objects[kind].values() if not obj.get("managed"))
     assert all(entry["state"] == "created" and entry["targetId"] in target_ids for entry in created)
@@ -209,7 +209,7 @@ def test_rollback_restores_the_target_exactly(orgs, tmp_path):
     assert snapshot(target) == before
     assert json.loads((tmp_path / "rollback.json").read_text())["entries"] == []
     again = run_cli(["rollback", "--yes", *ROLLBACK_FAST], env=env, cwd=tmp_path)
-    assert again.returncode == 0 and "Nothing to delete" in again.stderr
+    assert again.returncode == 0 and "Nothing to undo" in again.stderr
 
 
 def test_killed_clone_reruns_without_duplicates_and_rollback_is_complete(orgs, tmp_path):
@@ -229,7 +229,7 @@ def test_killed_clone_reruns_without_duplicates_and_rollback_is_complete(orgs, t
         names = [(obj["name"], obj.get("type")) for obj in target.objects[kind].values()]
         assert len(names) == len(set(names)), f"duplicate {kind}"
     manifest = json.loads((tmp_path / "rollback.json").read_text())
-    listed = {entry["targetId"] for entry in manifest["entries"]}
+    listed = {entry["targetId"] for entry in manifest["entries"] if not entry.get("change")}
     new = {oid for kind, objects in target.objects.items() for oid in objects if oid not in before[0][kind]}
     assert new == listed, "every object the clone created is in the manifest, and nothing else"
     assert run_cli(["rollback", "--yes", *ROLLBACK_FAST], env=env, cwd=tmp_path).returncode == 0

@@ -319,8 +319,8 @@ def test_full_clone_copies_every_kind_with_content_and_references(demo, full):
     # the manifest lists exactly what was created
     manifest = json.loads((folder / "rollback.json").read_text())
     new = {oid for kind, objects in target.objects.items() for oid in objects if oid not in before["objects"][kind]}
-    assert {e["targetId"] for e in manifest["entries"]} == new
-    assert all(e["state"] == "created" for e in manifest["entries"])
+    assert {e["targetId"] for e in manifest["entries"] if not e.get("change")} == new
+    assert all(e["state"] == "created" for e in manifest["entries"] if not e.get("change"))
 
 
 def test_second_run_writes_nothing(demo, full):
@@ -642,8 +642,8 @@ def test_killed_during_apply_and_run_again(demo, killed):
 def test_killed_runs_leave_a_complete_manifest(killed):
     _, _, _, final, manifest, new = killed
     assert final.returncode == 3, final.stderr
-    listed = [entry["targetId"] for entry in manifest["entries"]]
-    assert [entry for entry in manifest["entries"] if entry["state"] != "created"] == []
+    listed = [entry["targetId"] for entry in manifest["entries"] if not entry.get("change")]
+    assert [entry for entry in manifest["entries"] if entry["state"] not in ("created", "changed")] == []
     assert len(listed) == len(set(listed)), "each object listed once"
     assert set(listed) == new, "every object the clone created is in the manifest, and nothing else"
 

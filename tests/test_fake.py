@@ -36,6 +36,7 @@ from fake_genesys import (
     parse_flow_yaml,
     populate_clone_demo,
     populate_config_org,
+    populate_people,
     populate_reference_objects,
 )
 
@@ -2214,7 +2215,8 @@ def test_populate_clone_demo_covers_every_form_and_expectation(fake):
 
 def test_standalone_generate():
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fake_genesys.py"), "--orgs", "source,target",
-                             "--generate", "--seed", "4", "--rate-limit", "1000"],
+                             "--generate", "--seed", "4", "--rate-limit", "1000", "--people", "40",
+                             "--expand-miss-share", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         info = json.loads(proc.stdout.readline())
@@ -2228,6 +2230,12 @@ def test_standalone_generate():
         assert prompts["total"] >= 4 and prompts["entities"][0]["resources"]
         flows = s.get(src["api_url"] + PATHS["flows"], headers={"Authorization": "Bearer " + tok}).json()
         assert {f["name"] for f in flows["entities"]} >= set(info["generated"]["flows_needing_missing_action"])
+        people = info["people"]
+        assert people["counts"]["users"] == 40 and "source_refs" not in people and people["clamped"]
+        users = s.get(src["api_url"] + PATHS["users"], params={"pageSize": 500, "expand": "skills"},
+                      headers={"Authorization": "Bearer " + tok}).json()
+        assert users["total"] == 40 + info["generated"]["counts"]["users"]
+        assert not any("skills" in u for u in users["entities"]), "--expand-miss-share 1"
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
@@ -2706,3 +2714,415 @@ def test_platform_limits_answer_the_configured_client_limit(fake):
     assert [(e["key"], e["namespace"], e["value"]) for e in body["entities"]] == [
         ("client.credentials.token.rate.per.minute", "platform.api", 300)]
     assert_fits_model(body["entities"][0], "Limit")
+
+
+# ---- section 8 "People": queue members, groups, users' routing skills and languages ------------------
+
+USER_LISTS = {"routingskills": ("skills", "UserSkillEntityListing", "UserRoutingSkill", "skillUri"),
+              "routinglanguages": ("languages", "UserLanguageEntityListing", "UserRoutingLanguage", "languageUri")}
+
+
+def members_url(qid):
+    return PATHS["queues"] + "/" + qid + "/members"
+
+
+def add_users(org, n, prefix="Agent"):
+    return [org.add_object("users", "%s %03d" % (prefix, i), email="%s.%03d@example.com" % (prefix.lower(), i))
+            for i in range(n)]
+
+
+def assert_member_fits(member):
+    assert_fits_model(member, "QueueMember")
+    assert_fits_model(member["user"], "User")
+    assert set(member) == {"id", "name", "user", "ringNumber", "joined", "memberBy", "selfUri"}
+    assert member["user"]["id"] == member["id"] and member["memberBy"] in ("user", "group")
+
+
+def all_members(api, qid, **params):
+    """Every member through the pages (no total/pageCount: follows nextUri)."""
+    out, page = [], 1
+    while True:
+        body = ok(api.get(members_url(qid), params={"pageSize": 100, "pageNumber": page, **params}))
+        out += body["entities"]
+        if "nextUri" not in body:
+            return out
+        page += 1
+
+
+def test_queue_members_post_paging_patch_and_limits(fake):
+    org, api = config_org(fake)
+    users = add_users(org, 130)
+    names = {uid: org.objects["users"][uid]["name"] for uid in users}
+    q = make_queue(api, "Q", bullseye={"rings": [{}, {}]})
+    url = members_url(q["id"])
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert_error(api.post(url, json=[{"id": u} for u in users[:101]]), 400, "bad.request")
+    assert_error(api.post(url, json=[]), 400, "bad.request")
+    assert_error(api.post(url, json=[{"id": users[0], "ringNumber": 2}]), 400, "bad.request")
+    body = assert_error(api.post(url, json=[{"id": users[0]}, {"id": missing}]), 400, "bad.request")
+    assert missing in body["message"] and body["details"][0]["entityId"] == missing
+    assert org.queue_members(q["id"]) == [], "nothing added by a failed POST"
+    r = api.post(url, json=[{"id": u} for u in users[:100]])
+    assert r.status_code == 200 and r.content == b""
+    ok(api("PATCH", url + "/" + users[5], json={"ringNumber": 2, "joined": False}), 200)
+    ok(api.post(url, json=[{"id": u} for u in users[:30]]))      # already direct members: left as they are
+    r = api.post(url, json=[{"id": u} for u in users[95:]])
+    assert r.status_code == 200
+    # paging: no total/pageCount/lastUri, nextUri only while there is a next page; sorted by name
+    assert_error(api.get(url, params={"pageSize": 101}), 400, "bad.request")
+    pages = [ok(api.get(url, params={"pageSize": 50, "pageNumber": p})) for p in (1, 2, 3, 4)]
+    for p in pages:
+        assert_fits_model(p, "QueueMemberEntityListing")
+        assert not {"total", "pageCount", "lastUri"} & set(p)
+        assert {"entities", "pageSize", "pageNumber", "firstUri", "selfUri"} <= set(p)
+    assert ["nextUri" in p for p in pages] == [True, True, False, False]
+    assert pages[0]["nextUri"] == url + "?pageSize=50&pageNumber=2" and "previousUri" not in pages[0]
+    assert pages[2]["previousUri"].endswith("pageNumber=2") and pages[3]["entities"] == []
+    walked = [m for p in pages for m in p["entities"]]
+    assert [m["name"] for m in walked] == sorted(names.values()) and len(walked) == 130
+    for m in walked:
+        assert_member_fits(m)
+        assert m["memberBy"] == "user" and m["name"] == names[m["id"]]
+        assert (m["ringNumber"], m["joined"]) == ((2, False) if m["id"] == users[5] else (1, True))
+    assert ok(api.get(url))["pageSize"] == 25
+    assert [m["id"] for m in all_members(api, q["id"], joined="false")] == [users[5]]
+    assert len(all_members(api, q["id"], memberBy="group")) == 0
+    assert_error(api.get(url, params={"memberBy": "team"}), 400, "bad.request")
+    # the queue's counts follow
+    got = ok(api.get(PATHS["queues"] + "/" + q["id"]))
+    assert (got["memberCount"], got["userMemberCount"], got["joinedMemberCount"]) == (130, 130, 129)
+    assert org.objects["queues"][q["id"]]["memberCount"] == 130
+    # PATCH: ring bounds are the queue's rings (2 here; 1 without a bullseye), 404 for a non-member
+    member = url + "/" + users[7]
+    for bad in ({"ringNumber": 3}, {"ringNumber": 0}, {"ringNumber": "2"}, {"joined": "yes"}, {},
+                {"ringNumber": 1, "colour": "red"}, {"id": users[8], "joined": True}):
+        assert_error(api("PATCH", member, json=bad), 400, "bad.request")
+    assert r_status(api("PATCH", member, json={"ringNumber": 2})) == 200
+    assert r_status(api("PATCH", member, json={"joined": False, "id": users[7], "memberBy": "user"})) == 200
+    assert [(m["ringNumber"], m["joined"]) for m in org.queue_members(q["id"]) if m["id"] == users[7]] == [(2, False)]
+    assert_error(api("PATCH", url + "/" + missing, json={"joined": True}), 404, "not.found")
+    assert_error(api("PATCH", members_url(missing) + "/" + users[0], json={"joined": True}), 404, "not.found")
+    assert_error(api.get(members_url(missing)), 404, "not.found")
+    flat = make_queue(api, "Flat")
+    ok(api.post(members_url(flat["id"]), json=[{"id": users[0]}]))
+    assert_error(api("PATCH", members_url(flat["id"]) + "/" + users[0], json={"ringNumber": 2}), 400, "bad.request")
+    assert_error(api.put(url, json=[]), 405, "method.not.allowed")
+    # delete=true removes those direct members (unknown ids ignored)
+    assert r_status(api.post(url, params={"delete": "true"}, json=[{"id": users[0]}, {"id": missing}])) == 200
+    assert len(org.queue_members(q["id"])) == 129
+    assert ok(api.get(PATHS["queues"] + "/" + q["id"]))["memberCount"] == 129
+    assert_error(api.post(url, params={"delete": "maybe"}, json=[{"id": users[1]}]), 400, "bad.request")
+    # deleting the queue removes its members
+    assert r_status(api.delete(PATHS["queues"] + "/" + q["id"])) == 204
+    assert q["id"] not in org.direct_members
+    assert fake.server_errors == []
+
+
+def test_group_members_and_member_groups(fake):
+    org, api = config_org(fake)
+    users = add_users(org, 8)
+    assert_error(api.get("/api/v2/groups", params={"pageSize": 101}), 400, "bad.request")
+    g1 = org.add_group("Night Shift", users[:4])
+    g2 = org.add_group("Team Leads", users[3:6])
+    with pytest.raises(ValueError):
+        org.add_group("Night Shift", [])
+    with pytest.raises(ValueError):
+        org.add_group("Ghosts", ["no-such-user"])
+    groups = ok(api.get("/api/v2/groups", params={"pageSize": 1}))
+    assert groups["total"] == 2 and groups["pageCount"] == 2 and "nextUri" in groups
+    assert groups["entities"] == [{"id": g1, "name": "Night Shift", "memberCount": 4,
+                                   "selfUri": "/api/v2/groups/" + g1}]
+    assert ok(api.get("/api/v2/groups/" + g2))["memberCount"] == 3
+    assert_error(api.get("/api/v2/groups/nope"), 404, "not.found")
+    assert_error(api.post("/api/v2/groups", json={"name": "X"}), 405, "method.not.allowed")
+    # memberGroups naming an unknown group (or not of type GROUP) -> 400, on create and PUT
+    missing = "00000000-0000-4000-8000-000000000000"
+    for rings in ([{"memberGroups": [{"id": missing, "type": "GROUP"}]}], [{"memberGroups": [{"id": g1}]}],
+                  [{"memberGroups": [{"id": g1, "type": "TEAM"}]}], [{"memberGroups": {"id": g1}}]):
+        assert_error(api.post(PATHS["queues"], json={"name": "Bad", "bullseye": {"rings": rings}}), 400,
+                     "bad.request")
+    body = assert_error(api.post(PATHS["queues"], json={"name": "Bad", "memberGroups": [
+        {"id": missing, "type": "GROUP"}]}), 400, "bad.request")
+    assert missing in body["message"]
+    q = make_queue(api, "Q", bullseye={"rings": [{}, {"memberGroups": [{"id": g1, "type": "GROUP"}]},
+                                                 {"memberGroups": [{"id": g2, "type": "GROUP"}]}]})
+    assert q["bullseye"]["rings"][1]["memberGroups"] == [{"id": g1, "name": "Night Shift", "type": "GROUP",
+                                                         "selfUri": "/api/v2/groups/" + g1}]
+    for ring in q["bullseye"]["rings"]:
+        assert_fits_model(ring, "Ring")
+    assert (q["memberCount"], q["userMemberCount"], q["joinedMemberCount"]) == (6, 0, 6)
+    url = members_url(q["id"])
+    ok(api.post(url, json=[{"id": users[0]}, {"id": users[7]}]))      # users[0] is in Night Shift too: listed once
+    members = {m["id"]: m for m in all_members(api, q["id"])}
+    assert len(members) == 7
+    for m in members.values():
+        assert_member_fits(m)
+    assert (members[users[0]]["memberBy"], members[users[0]]["ringNumber"]) == ("user", 1)
+    assert {uid: (m["memberBy"], m["ringNumber"], m["joined"]) for uid, m in members.items() if uid != users[0]} == {
+        users[1]: ("group", 2, True), users[2]: ("group", 2, True), users[3]: ("group", 2, True),
+        users[4]: ("group", 3, True), users[5]: ("group", 3, True), users[7]: ("user", 1, True)}
+    assert {m["id"] for m in all_members(api, q["id"], memberBy="group")} == set(users[1:6])
+    got = ok(api.get(PATHS["queues"] + "/" + q["id"]))
+    assert (got["memberCount"], got["userMemberCount"], got["joinedMemberCount"]) == (7, 2, 7)
+    # group members are not removed by delete=true nor PATCHed; a removed direct member stays by group
+    ok(api.post(url, params={"delete": "true"}, json=[{"id": users[1]}, {"id": users[0]}]))
+    members = {m["id"]: m for m in all_members(api, q["id"])}
+    assert members[users[1]]["memberBy"] == "group" and members[users[0]]["memberBy"] == "group"
+    assert_error(api("PATCH", url + "/" + users[4], json={"joined": False}), 400, "bad.request")
+    # a PUT without the group drops its members; queue-level memberGroups count as ring 1
+    put = {k: v for k, v in got.items() if k not in ("id", "selfUri", "dateCreated", "dateModified", "memberCount",
+                                                    "userMemberCount", "joinedMemberCount")}
+    put["bullseye"] = {"rings": [{}, {}]}
+    put["memberGroups"] = [{"id": g2, "type": "GROUP"}]
+    got = ok(api.put(PATHS["queues"] + "/" + q["id"], json=put))
+    assert (got["memberCount"], got["userMemberCount"]) == (4, 1)
+    assert {(m["id"], m["memberBy"], m["ringNumber"]) for m in org.queue_members(q["id"])} == {
+        (users[3], "group", 1), (users[4], "group", 1), (users[5], "group", 1), (users[7], "user", 1)}
+    org.set_group_members(g2, users[3:5])
+    assert org.objects["queues"][q["id"]]["memberCount"] == 3
+    assert fake.server_errors == []
+
+
+def test_user_routing_skills_and_languages(fake):
+    org, api = config_org(fake)
+    uid, other = add_users(org, 2)
+    missing = "00000000-0000-4000-8000-000000000000"
+    for segment, (kind, listing_model, model, uri_field) in USER_LISTS.items():
+        objs = [ok(api.post(PATHS[kind], json={"name": "%s %02d" % (kind, i)})) for i in range(60)]
+        url = "%s/%s/%s" % (PATHS["users"], uid, segment)
+        assert_error(api.get("%s/%s/%s" % (PATHS["users"], missing, segment)), 404, "not.found")
+        assert_error(api("PATCH", "%s/%s/%s/bulk" % (PATHS["users"], missing, segment),
+                         json=[{"id": objs[0]["id"], "proficiency": 1}]), 404, "not.found")
+        empty = ok(api.get(url))
+        assert empty["entities"] == [] and empty["total"] == 0
+        bulk = url + "/bulk"
+        assert_error(api("PATCH", bulk, json=[{"id": o["id"], "proficiency": 1} for o in objs[:51]]), 400,
+                     "bad.request")
+        for bad in ([], [{"id": objs[0]["id"], "proficiency": 5.5}], [{"id": objs[0]["id"], "proficiency": -1}],
+                    [{"id": objs[0]["id"]}], [{"id": objs[0]["id"], "proficiency": True}],
+                    [{"id": objs[0]["id"], "proficiency": 2, "state": "active"}]):
+            assert_error(api("PATCH", bulk, json=bad), 400, "bad.request")
+        body = assert_error(api("PATCH", bulk, json=[{"id": objs[0]["id"], "proficiency": 2}, {"id": missing,
+                                                                                             "proficiency": 2}]),
+                            400, "bad.request")
+        assert missing in body["message"]
+        assert ok(api.get(url))["total"] == 0, "nothing changed by a failed PATCH"
+        answer = ok(api("PATCH", bulk, json=[{"id": o["id"], "proficiency": i % 6} for i, o in enumerate(objs[:50])]))
+        assert_fits_model(answer, listing_model)
+        assert answer["total"] == 50 and len(answer["entities"]) == 50
+        answer = ok(api("PATCH", bulk, json=[{"id": objs[0]["id"], "proficiency": 4.5},
+                                             {"id": objs[55]["id"], "proficiency": 0}]))
+        assert answer["total"] == 51, "adds or updates those and keeps the user's others"
+        entries = {e["id"]: e for e in answer["entities"]}
+        assert entries[objs[0]["id"]]["proficiency"] == 4.5 and entries[objs[1]["id"]]["proficiency"] == 1.0
+        assert entries[objs[55]["id"]]["proficiency"] == 0.0
+        e = entries[objs[0]["id"]]
+        assert_fits_model(e, model)
+        assert e == {"id": objs[0]["id"], "name": objs[0]["name"], "proficiency": 4.5, "state": "active",
+                     uri_field: PATHS[kind] + "/" + objs[0]["id"], "selfUri": url + "/" + objs[0]["id"]}
+        # paging (max 100), sorted by name
+        assert_error(api.get(url, params={"pageSize": 101}), 400, "bad.request")
+        pages = [ok(api.get(url, params={"pageSize": 20, "pageNumber": p})) for p in (1, 2, 3)]
+        assert [p["pageCount"] for p in pages] == [3, 3, 3] and "nextUri" not in pages[2]
+        assert [x["name"] for p in pages for x in p["entities"]] == sorted(entries[k]["name"] for k in entries)
+        for p in pages:
+            assert_fits_model(p, listing_model)
+            for x in p["entities"]:
+                assert_fits_model(x, model)
+        # DELETE one; 404 when the user lacks it
+        assert r_status(api.delete(url + "/" + objs[1]["id"])) == 204
+        assert_error(api.delete(url + "/" + objs[1]["id"]), 404, "not.found")
+        assert_error(api.delete("%s/%s/%s/%s" % (PATHS["users"], missing, segment, objs[0]["id"])), 404,
+                     "not.found")
+        assert ok(api.get(url))["total"] == 50
+        assert_error(api.put(bulk, json=[]), 405, "method.not.allowed")
+        # deleting the skill or language removes it from every user who held it (not "in use")
+        ok(api("PATCH", "%s/%s/%s/bulk" % (PATHS["users"], other, segment),
+               json=[{"id": objs[2]["id"], "proficiency": 3}]))
+        assert r_status(api.delete(PATHS[kind] + "/" + objs[2]["id"])) == 204
+        assert objs[2]["id"] not in {e["id"] for e in ok(api.get(url, params={"pageSize": 100}))["entities"]}
+        assert ok(api.get("%s/%s/%s" % (PATHS["users"], other, segment)))["total"] == 0
+        org.remove_object(kind, objs[3]["id"])
+        assert ok(api.get(url))["total"] == 48
+    snap = org.people_snapshot()
+    assert len(snap["skills"]["agent.000@example.com"]) == 48 and snap["skills"]["agent.001@example.com"] == {}
+    # a user removed takes its lists with it
+    org.remove_object("users", uid)
+    assert uid not in org.user_skills and uid not in org.user_languages
+    assert fake.server_errors == []
+
+
+def test_users_expand_skills_and_languages_misses_a_share(fake):
+    org, api = config_org(fake)
+    skill = ok(api.post(PATHS["skills"], json={"name": "English"}))
+    lang = ok(api.post(PATHS["languages"], json={"name": "German"}))
+    users = add_users(org, 200)
+    for n, uid in enumerate(users):
+        org.set_user_skills(uid, {skill["id"]: n % 6})
+        org.set_user_languages(uid, {lang["id"]: 2} if n % 2 else {})
+
+    def listed(expand=None):
+        params = {"pageSize": 500}
+        if expand:
+            params["expand"] = expand
+        body = ok(api.get(PATHS["users"], params=params))
+        assert_fits_model(body, "UserEntityListing")
+        for user in body["entities"]:
+            assert_fits_model(user, "User")
+        return {u["id"]: u for u in body["entities"]}
+
+    assert org.expand_miss_share == 0.3
+    first = listed("skills,languages")
+    missing = {uid for uid, u in first.items() if "skills" not in u}
+    assert 30 <= len(missing) <= 90, len(missing)
+    assert missing == {uid for uid, u in first.items() if "languages" not in u}, "one user misses both or none"
+    assert missing == {uid for uid in users if org.expand_misses(uid)}
+    assert {uid for uid, u in listed("skills,languages").items() if "skills" not in u} == missing, "the same users"
+    assert {uid for uid, u in listed("languages").items() if "languages" not in u} == missing
+    for n, uid in enumerate(users):
+        u = first[uid]
+        if uid in missing:
+            continue
+        assert [(s["id"], s["proficiency"]) for s in u["skills"]] == [(skill["id"], float(n % 6))]
+        assert [s["id"] for s in u["languages"]] == ([] if n % 2 == 0 else [lang["id"]])
+        for s in u["skills"]:
+            assert_fits_model(s, "UserRoutingSkill")
+        for s in u["languages"]:
+            assert_fits_model(s, "UserRoutingLanguage")
+    some = next(uid for n, uid in enumerate(users) if n % 2 and uid not in missing)
+    assert first[some]["languages"] == ok(api.get("%s/%s/routinglanguages" % (PATHS["users"], some)))["entities"]
+    assert all("skills" not in u and "languages" not in u for u in listed().values()), "never without expand"
+    only_skills = listed("skills")
+    assert all("languages" not in u for u in only_skills.values())
+    a_missing = next(iter(missing))
+    got = ok(api.get(PATHS["users"] + "/" + a_missing, params={"expand": "skills,languages"}))
+    assert "skills" in got and "languages" in got, "a single user's read always carries them"
+    org.expand_miss_share = 0
+    assert all("skills" in u and "languages" in u for u in listed("skills,languages").values())
+    org.expand_miss_share = 1
+    assert all("skills" not in u and "languages" not in u for u in listed("skills,languages").values())
+    org.expand_miss_share, org.expand_miss_seed = 0.3, 1
+    assert {uid for uid, u in listed("skills").items() if "skills" not in u} != missing, "the seed draws others"
+    assert fake.server_errors == []
+
+
+def people_orgs(fake, **kw):
+    src, tgt = fake.orgs["source"], fake.orgs["target"]
+    return src, tgt, populate_people(src, tgt, **kw)
+
+
+def test_populate_people_promises(fake):
+    src, tgt = fake.orgs["source"], fake.orgs["target"]
+    populate_clone_demo(src, tgt, seed=2)
+    before = {kind: len(src.objects[kind]) for kind in ("skills", "languages", "queues", "users")}
+    exp = populate_people(src, tgt, seed=3)
+    counts = exp["counts"]
+    assert {kind: len(src.objects[kind]) - before[kind] for kind in before} == {
+        "skills": 12, "languages": 4, "queues": 12, "users": 200}
+    assert counts["users"] == 200 and counts["unmatched_users"] == 10 == len(exp["unmatched_emails"])
+    s_snap, t_snap = src.people_snapshot(), tgt.people_snapshot()
+    s_users = {u["email"]: u for u in src.objects["users"].values() if u["email"].startswith("people.")}
+    t_users = {u["email"].lower(): u for u in tgt.objects["users"].values()}
+    assert len(s_users) == 200 and all(u["email"] == u["email"].lower() for u in s_users.values())
+    # users: matched by email (some in other case), other ids; unmatched ones absent; a few of the target's own
+    assert set(exp["unmatched_emails"]) == set(s_users) - set(t_users)
+    for email, u in s_users.items():
+        if email in t_users:
+            assert t_users[email]["id"] != u["id"] and t_users[email]["name"] == u["name"]
+    differs = {e for e, u in t_users.items() if u["email"] != e}
+    assert differs == set(exp["email_case_differs"]) and len(differs) >= 5
+    assert set(exp["target_only_emails"]) <= set(t_users) and not set(exp["target_only_emails"]) & set(s_users)
+    # the source: skills and languages with proficiencies, members in varied rings, some not joined
+    assert sum(len(v) for e, v in s_snap["skills"].items() if e in s_users) == counts["user_skills"]
+    assert all(1 <= len(s_snap["skills"][e]) <= 5 and len(s_snap["languages"][e]) <= 2 for e in s_users)
+    queues = {q["name"]: q for q in src.objects["queues"].values()}
+    direct = [(name, m) for name in exp["queues"] for m in src.queue_members(queues[name]["id"], "user")]
+    assert len(direct) == counts["direct_memberships"] >= 240
+    assert any(m["ringNumber"] > 1 for _, m in direct) and any(not m["joined"] for _, m in direct)
+    for name, m in direct:
+        assert 1 <= m["ringNumber"] <= len(queues[name]["bullseye"]["rings"]) <= 3
+    unmatched = set(exp["unmatched_emails"])
+    assert any(e in unmatched for name in exp["queues"] for e in s_snap["members"][name]), "unmatched members"
+    for name in exp["queues"]:
+        q = queues[name]
+        assert_fits_model(q, "Queue")
+        assert q["memberCount"] == len(s_snap["members"][name])
+        assert q["userMemberCount"] == sum(1 for v in s_snap["members"][name].values() if v["memberBy"] == "user")
+    # group queues: a ring names a group; its users listed by group (a direct member in it listed once)
+    assert len(exp["group_queues"]) == 2
+    for name, info in exp["group_queues"].items():
+        named = [g["name"] for r in queues[name]["bullseye"]["rings"] for g in r.get("memberGroups", ())]
+        assert named == info["groups"] and info["members"] >= 1
+        assert info["members"] == sum(1 for v in s_snap["members"][name].values() if v["memberBy"] == "group")
+    first = exp["queues"][0]
+    group_users = {src.objects["users"][u]["email"] for g in src.groups.values() if g["name"] in
+                   exp["group_queues"][first]["groups"] for u in src.group_members[g["id"]]}
+    assert any(s_snap["members"][first][e]["memberBy"] == "user" for e in group_users)
+    # the target: same skills and languages by name (other ids) plus its own; existing queues by name
+    t_names = lambda kind: {o["name"]: o["id"] for o in tgt.objects[kind].values()}  # noqa: E731
+    s_names = lambda kind: {o["name"]: o["id"] for o in src.objects[kind].values()}  # noqa: E731
+    for kind, names in (("skills", exp["skills"]), ("languages", exp["languages"])):
+        for n in names:
+            assert t_names(kind)[n] != s_names(kind)[n]
+    assert set(exp["target_local_skills"]) <= set(t_names("skills")) - set(s_names("skills"))
+    assert set(t_names("queues")) & set(exp["queues"]) == set(exp["existing_queues"]) and len(
+        exp["existing_queues"]) == 3
+    t_queues = {q["name"]: q for q in tgt.objects["queues"].values()}
+    for name in exp["existing_queues"]:
+        assert t_snap["members"][name], "a few members of its own"
+        assert_fits_model(t_queues[name], "Queue")
+    assert exp["clamped"]
+    for name, email, ring, rings in exp["clamped"]:
+        assert len(t_queues[name]["bullseye"]["rings"]) == rings < ring == s_snap["members"][name][email]["ringNumber"]
+        assert email not in t_snap["members"][name] and email not in unmatched
+    assert len({c[0] for c in exp["clamped"]}) == 1 and len(queues[exp["clamped"][0][0]]["bullseye"]["rings"]) == 3
+    assert len(exp["kept_members"]) == 3
+    for name, email, (s_ring, s_joined), (t_ring, t_joined) in exp["kept_members"]:
+        assert (s_snap["members"][name][email]["ringNumber"], s_snap["members"][name][email]["joined"]) == (
+            s_ring, s_joined)
+        assert (t_snap["members"][name][email]["ringNumber"], t_snap["members"][name][email]["joined"]) == (
+            t_ring, t_joined) != (s_ring, s_joined)
+    # proficiencies: a few differ; a share of matched users hold other skills/languages of their own
+    assert len(exp["differing_proficiency"]) == 4 and exp["differing_language_proficiency"]
+    for email, skill, s_value, t_value in exp["differing_proficiency"]:
+        assert s_snap["skills"][email][skill] == s_value != t_value == t_snap["skills"][email][skill]
+    for email, language, s_value, t_value in exp["differing_language_proficiency"]:
+        assert s_snap["languages"][email][language] == s_value != t_value == t_snap["languages"][email][language]
+    assert len(exp["target_extra"]) == counts["target_extra_users"] == round(190 * 0.2)
+    for email, own in exp["target_extra"].items():
+        assert own["skills"] or own["languages"]
+        for key in ("skills", "languages"):
+            for n, value in own[key].items():
+                assert n not in s_snap[key][email] and t_snap[key][email][n] == value
+    holders = {e for e in t_snap["skills"] if t_snap["skills"][e] or t_snap["languages"][e]}
+    assert holders == set(exp["target_extra"]) | {d[0] for d in exp["differing_proficiency"]} | {
+        d[0] for d in exp["differing_language_proficiency"]}
+    # through the API: members, expand, models
+    api = Api(src)
+    members = all_members(api, queues[first]["id"])
+    assert len(members) == queues[first]["memberCount"] and {m["memberBy"] for m in members} == {"user", "group"}
+    # deterministic per seed (names, structure and expectations); ids per org name; names clash -> ValueError
+    again = FakeGenesys(("source", "target"))
+    assert {k: v for k, v in populate_people(again.orgs["source"], again.orgs["target"], seed=3).items()
+            if not k.endswith("_refs")} == {k: v for k, v in exp.items() if not k.endswith("_refs")}
+    with pytest.raises(ValueError):
+        populate_people(src, tgt, seed=3)
+    small = populate_people(src, tgt, seed=3, name_prefix="Other ", users=20, queues=4, existing_target_queues=1,
+                            group_queues=1)
+    assert small["counts"]["users"] == 20 and all(n.startswith("Other ") for n in small["queues"])
+    assert fake.server_errors == []
+
+
+def test_populate_people_on_empty_orgs_and_at_benchmark_scale(fake):
+    src, tgt, exp = people_orgs(fake, users=30, queues=5, members_per_queue=8, unmatched_share=0.1)
+    assert len(src.objects["users"]) == 30 and src.home_division()["name"] == "Home"
+    assert exp["counts"]["unmatched_users"] == 3 and exp["clamped"] and len(exp["group_queues"]) == 2
+    big = FakeGenesys(("source", "target"))
+    t0 = time.monotonic()
+    exp = populate_people(big.orgs["source"], big.orgs["target"], users=2000, queues=100, skills=12, languages=4,
+                          skills_per_user=(5, 5), languages_per_user=(2, 2), members_per_queue=20)
+    assert time.monotonic() - t0 < 5
+    counts = exp["counts"]
+    assert (counts["user_skills"], counts["user_languages"], counts["direct_memberships"]) == (10000, 4000, 2000)
+    sizes = {len(v) for v in big.orgs["source"].direct_members.values()}
+    assert sizes == {20} or sizes == {20, 21}

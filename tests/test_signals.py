@@ -459,7 +459,9 @@ def test_clone_stopped_by_sigterm_during_apply_resumes_and_rolls_back_completely
     final = run_cli(["clone", "--yes", *FAST], env=env, cwd=tmp_path)
     assert final.returncode == 0, final.stderr
     new = {oid for kind, objects in target.objects.items() for oid in objects if oid not in before[0][kind]}
-    entries = json.loads((tmp_path / "rollback.json").read_text())["entries"]
+    everything = json.loads((tmp_path / "rollback.json").read_text())["entries"]
+    assert all(entry["state"] == "changed" for entry in everything if entry.get("change")), everything
+    entries = [entry for entry in everything if not entry.get("change")]
     listed = collections.Counter(entry["targetId"] for entry in entries)
     assert all(entry["state"] == "created" and entry["targetId"] for entry in entries), entries
     assert [oid for oid, count in listed.items() if count > 1] == [], "an object is listed twice"
