@@ -2779,7 +2779,11 @@ class KindHooks:
         return 0
 
     def shape(self, run, item, body):
-        """The settings as the API takes them for this object (a rule a field list cannot say)."""
+        """The settings clone sends for this object (a rule a field list cannot say)."""
+        return self.writable(body)
+
+    def writable(self, body):
+        """A body as the API takes it: what the org answers is not always what it accepts back."""
         return body
 
     def pending_change(self, run, item):
@@ -2850,6 +2854,14 @@ class ObjectKind:
 
 
 class QueueSettings(KindHooks):
+    def writable(self, body):
+        """acwSettings.timeoutMs goes only with a wrap-up prompt that times out (SDK 269's AcwSettings);
+        the platform refuses it with any other, though it may answer one."""
+        acw = body.get("acwSettings")
+        if isinstance(acw, dict) and "timeoutMs" in acw and acw.get("wrapupPrompt") not in TIMED_WRAPUP_PROMPTS:
+            body["acwSettings"] = {name: value for name, value in acw.items() if name != "timeoutMs"}
+        return body
+
     def undo(self, client, kind, entry, force, manifest):
         """Wrap-up codes clone added to a queue the target had are removed from its list."""
         for member in entry["added"]:
@@ -2861,11 +2873,7 @@ class QueueSettings(KindHooks):
         return sorted(listed - set(entry["added"]))
 
     def shape(self, run, item, body):
-        """acwSettings.timeoutMs goes only with a wrap-up prompt that times out (SDK 269's AcwSettings);
-        the platform refuses it with any other, though it may answer one."""
-        acw = body.get("acwSettings")
-        if isinstance(acw, dict) and "timeoutMs" in acw and acw.get("wrapupPrompt") not in TIMED_WRAPUP_PROMPTS:
-            body["acwSettings"] = {name: value for name, value in acw.items() if name != "timeoutMs"}
+        body = self.writable(body)
         rings = (body.get("bullseye") or {}).get("rings") if isinstance(body.get("bullseye"), dict) else None
         if isinstance(rings, list):  # groups are not copied: their members come with them
             body["bullseye"] = {**body["bullseye"], "rings": [
@@ -2879,6 +2887,7 @@ class QueueMembership(KindHooks):
     `joined`.  Group members come with their group, which clone does not copy."""
 
     syncs = True
+    change = "members"
     words = "add {changes} members to {objects} existing queues"
 
     def prepare(self, run, items):
@@ -2894,7 +2903,8 @@ class QueueMembership(KindHooks):
                 self._plan(run, item, source_read.result(), target_read.result() if target_read else [])
 
     def _plan(self, run, item, source_members, target_members):
-        rings = len(((item.parent.target or item.parent.desired or {}).get("bullseye") or {}).get("rings") or []) or 1
+        queue = item.parent.desired if item.parent.action in ("create", "update") else item.parent.target
+        rings = len(((queue or {}).get("bullseye") or {}).get("rings") or []) or 1
         present = {member["id"]: member for member in target_members}
         ours = set(run.manifest.added(item.kind.key, "members", item.target_id)) if item.target_id else set()
         wanted, unmatched, clamped, by_group = {}, [], [], 0
@@ -2908,7 +2918,9 @@ class QueueMembership(KindHooks):
                 continue
             ring = member.get("ringNumber") if is_int(member.get("ringNumber")) and member["ringNumber"] >= 1 else 1
             if ring > rings:
-                clamped.append(f"{item.target_name}: {user.target_name or member.get('name')} ring {ring} -> {rings}")
+                if user.target_id not in present:
+                    who = (user.target or {}).get("email") or user.source.get("email") or member.get("name")
+                    clamped.append(f"{item.target_name}: {who} ring {ring} -> {rings}")
                 ring = rings
             wanted[user.target_id] = {"ringNumber": ring, "joined": member.get("joined") is not False}
         item.changes = {user_id: state for user_id, state in wanted.items() if user_id not in present or (
@@ -2990,6 +3002,7 @@ class UserRouting(KindHooks):
     def __init__(self, sub_path, expanded, value_kind):
         self.sub_path, self.expanded, self.value_kind = sub_path, expanded, value_kind
         self.words = f"add or change {{changes}} {expanded} on {{objects}} existing users"
+        self.change = expanded
 
     def prepare(self, run, items):
         """The lists come with the user list (expand); where the platform left a user's out, one read."""
@@ -3139,6 +3152,7 @@ class PromptResources(KindHooks):
                                           and download_bytes(current["mediaUri"], "the target's audio") == audio):
                 self._upload(run.target, resource_path, audio, f"prompt {item.target_name!r} ({language})", run.poll)
                 run.wrote()
+        run.manifest.record_done(item.kind.key, "resources", item.target_id)
 
     @staticmethod
     def _record(run, item, language, current, texts, audio):
@@ -3273,8 +3287,7 @@ class TableRows(KindHooks):
             run.wrote()
 
         run.in_parallel(write, changes, f"table {item.target_name!r}")
-        if changes and item.action == "update":
-            run.manifest.record_done(item.kind.key, "rows", item.target_id)
+        run.manifest.record_done(item.kind.key, "rows", item.target_id)
 
     def undo(self, client, kind, entry, force, manifest):
         rows_path = f"{kind.path}/{entry['targetId']}/rows"
@@ -4267,6 +4280,9 @@ class CloneRun:
                      for parent in self.plan if parent.kind.key == kind.relation_of
                      and parent.action in ("create", "reuse", "update", "ours")]
             kind.hooks.prepare(self, items)
+            for item in items:
+                if not item.changes and item.target_id:  # a change a stopped run made and could not mark
+                    self.manifest.record_done(kind.key, kind.hooks.change, item.target_id)
             self.plan += items
 
     def _owned_ids(self, kind):
@@ -4383,6 +4399,7 @@ class CloneRun:
                          "reason": item.reason} for item in self.plan],
             "unresolved": [{"object": label, "reasons": reasons} for label, reasons in self.unresolved],
             "notes": {topic: [text for text, _ in lines] for topic, lines in self.notes().items()},
+            "counts": self.summary_counts(),
             "changesToExisting": {key: {"changes": changes, "objects": objects}
                                   for key, (changes, objects) in self.changes_to_existing().items()},
             "idMap": {source_id: target_id for source_id, target_id in sorted(self.id_map.items())},
@@ -4673,7 +4690,9 @@ class CloneRun:
             self.manifest.created(item, created["id"])
         elif item.action == "update":
             item.desired = self._desired(item, set())
-            if differences(item.desired, item.target):
+            if not differences(item.desired, item.target):
+                self.manifest.record_done(kind.key, "fields", item.target_id)
+            else:
                 current = self.target.get(f"{kind.path}/{item.target_id}") or {}
                 copied = self.request_body(item, item.desired)
                 body = updated_body(kind, current, copied)
@@ -4708,7 +4727,9 @@ class CloneRun:
         path = f"{kind.path}/{item.target_id}/{kind.members}"
         present = set() if item.action == "create" else {member["id"] for member in self.target.paginate(path, 100)}
         missing = [member for member in item.members_wanted if member not in present]
-        if missing:
+        if not missing:
+            self.manifest.record_done(kind.key, kind.members, item.target_id)
+        else:
             self.manifest.record_change(kind.key, kind.members, item.target_id, item.target_name, added=missing)
         for start in range(0, len(missing), 100):
             answer = self.target.post(path, [{"id": member} for member in missing[start:start + 100]]) or []
@@ -4805,15 +4826,10 @@ class CloneRun:
 # ---------------------------------------------------------------------------
 
 
-def current_holds(current, after):
-    """Whether an object still holds the values an update set (inside `properties`, the keys it set)."""
-    for name, value in after.items():
-        held = current.get(name)
-        if name == "properties" and isinstance(value, dict) and isinstance(held, dict):
-            held = {key: held.get(key) for key in value}
-        if held != value:
-            return False
-    return True
+def current_holds(current, values):
+    """Whether an object holds these values, as the org answers it (a reference it answers with its name
+    and URI too, a dict with more keys: what was set is what counts)."""
+    return not differences(values, current)
 
 
 class Rollback:
@@ -4871,7 +4887,7 @@ class Rollback:
         body = updated_body(kind, current, entry["before"])
         for name in entry["absent"]:
             body.pop(name, None)
-        self.client.request("PUT", path, body=body)
+        self.client.request("PUT", path, body=kind.hooks.writable(body))
         self._done(entry, self.restored)
 
     def _undo_relation(self, entry):

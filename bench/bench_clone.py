@@ -4,7 +4,8 @@ Clones a generated org of about 1,300 objects with `migrate.py clone` (a
 subprocess, as an admin runs it): the routing kinds, and what flows need
 (40 prompts with audio in two languages, 10 data tables with 2,000 rows in
 all, 20 IVRs, emergency groups, 60+ flows whose content moves by Architect
-jobs). It prints the wall time, the lower bound, their ratio, requests made
+jobs). People (queue members, agents' skills and languages) are left to
+bench_people.py. It prints the wall time, the lower bound, their ratio, requests made
 and 429s; then the same clone with --workers 1 (one object at a time) as the
 serial reference, and our speed-up over it.
 
@@ -34,13 +35,16 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from fake_genesys import FakeGenesys, populate_clone_demo  # noqa: E402
-from support import org_env  # noqa: E402
+from support import migrate, org_env  # noqa: E402
 
 SCALE = 10  # populate_clone_demo: 40 prompts, 10 tables with 2,000 rows, 20 IVRs, 60+ flows
 MORE = dict(skills=300, wrapupcodes=250, queues=300)  # the routing kinds at the size of a big org
 COPIED = ("divisions", "skills", "wrapupcodes", "schedules", "schedulegroups", "queues", "flows", "trunkbasesettings",
           "languages", "prompts", "datatables", "ivrs", "emergencygroups")
 STATUS_SHARE = 1 / 3  # the job-status lane's rate as a share of R (100/min against 300/min)
+# The objects; the people (queue members, agents' skills and languages) have bench_people.py.
+OBJECT_KINDS = ",".join(key for key in migrate.CLONABLE_KINDS
+                        if key != "divisions" and not migrate.KINDS_BY_KEY[key].relation_of)
 
 
 def prepare_target(source, target, template):
@@ -72,6 +76,7 @@ def run_clone(fake, target_name, workers, max_rps, status_rps, work):
     source_mark = len(source.requests)
     started = time.monotonic()
     result = subprocess.run([sys.executable, os.path.join(ROOT, "migrate.py"), "clone", "--yes", "--create-divisions",
+                             "--kinds", OBJECT_KINDS,
                              "--workers", str(workers), "--max-rps", f"{max_rps:.2f}", "--max-status-rps",
                              f"{status_rps:.2f}", "--poll-initial", "0.1", "--poll-max", "0.5", "--log-format", "json"],
                             env=env, cwd=folder, capture_output=True, text=True)
