@@ -2768,7 +2768,9 @@ class KindHooks:
     The base changes nothing; each method is called for every planned object of its kind."""
 
     syncs = False  # whether sync copies anything: an object an earlier run created is then synced again
+    kept_on_undo = ()  # fields an update may change that the API never lets a client take back
     words = ""  # a relation's changes to objects the target had, for the confirmation line
+    change = ""  # the name of the changes its sync records (members, rows ...)
 
     def prepare(self, run, items):
         """Reads, before anything is written, what planning this kind's objects needs (a relation's two
@@ -2876,10 +2878,25 @@ class QueueSettings(KindHooks):
         body = self.writable(body)
         rings = (body.get("bullseye") or {}).get("rings") if isinstance(body.get("bullseye"), dict) else None
         if isinstance(rings, list):  # groups are not copied: their members come with them
-            body["bullseye"] = {**body["bullseye"], "rings": [
-                {name: value for name, value in ring.items() if name != "memberGroups"} if isinstance(ring, dict)
-                else ring for ring in rings]}
+            rings = [{name: value for name, value in ring.items() if name != "memberGroups"} if isinstance(ring, dict)
+                     else ring for ring in rings]
+            if item.action == "update" and rings:
+                self._keep_target_groups(run, item, rings)
+            body["bullseye"] = {**body["bullseye"], "rings": rings}
         return body
+
+    @staticmethod
+    def _keep_target_groups(run, item, rings):
+        """An update never takes the target queue's own groups away: each ring's groups stay on the ring
+        of the same place (the last, where the source has fewer).  Their ids are the target's own."""
+        held = ((item.target or {}).get("bullseye") or {}).get("rings") or []
+        for index, ring in enumerate(held):
+            groups = [{"id": group["id"], **({"type": group["type"]} if "type" in group else {})}
+                      for group in (ring.get("memberGroups") or []) if isinstance(ring, dict)
+                      and isinstance(group, dict) and isinstance(group.get("id"), str)]
+            if groups and isinstance(rings[min(index, len(rings) - 1)], dict):
+                rings[min(index, len(rings) - 1)].setdefault("memberGroups", []).extend(groups)
+                run.id_map.update({group["id"]: group["id"] for group in groups})  # a target id is its own
 
 
 class QueueMembership(KindHooks):
@@ -2969,7 +2986,8 @@ class QueueMembership(KindHooks):
         path = f"{QUEUES_PATH}/{entry['targetId']}/members"
         present = {member["id"]: member for member in client.paginate(path, QUEUE_MEMBERS_PAGE)}
         moved = [user_id for user_id, state in entry["after"].items() if user_id in present
-                 and any(present[user_id].get(name) != value for name, value in state.items())]
+                 and not any(all(present[user_id].get(name) == value for name, value in left.items())
+                             for left in (state, ADDED_MEMBER))]  # as clone left it, or as its POST did
         if moved and not force:
             return f"{len(moved)} members clone added have another ring or joined now, e.g. {moved[0]}"
         added = [user_id for user_id in entry["added"] if user_id in present]
@@ -3011,12 +3029,20 @@ class UserRouting(KindHooks):
             if isinstance(listed, list) and all(isinstance(entry, dict) and isinstance(entry.get("id"), str)
                                                 for entry in listed):
                 return listed
-            return list(client.paginate(f"/api/v2/users/{user['id']}/{self.sub_path}", USER_ROUTING_PAGE))
+            try:
+                return list(client.paginate(f"/api/v2/users/{user['id']}/{self.sub_path}", USER_ROUTING_PAGE))
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                return None  # the user went between the list and this read: nothing to copy to or from
 
         with ThreadPoolExecutor(max_workers=run.args.workers, thread_name_prefix="routing") as pool:
             reads = [(item, pool.submit(routing, run.source, item.source), pool.submit(routing, run.target, item.target))
                      for item in items]
             for item, source_read, target_read in reads:
+                if source_read.result() is None or target_read.result() is None:
+                    item.changes, item.context = {}, {"before": {}}
+                    continue
                 self._plan(run, item, source_read.result(), target_read.result())
 
     def _plan(self, run, item, source_list, target_list):
@@ -3072,7 +3098,8 @@ class UserRouting(KindHooks):
         for value_id in entry["added"]:
             if value_id in present:
                 delete_if_there(client, f"{path}/{path_segment(value_id)}")
-        back = [{"id": value_id, "proficiency": proficiency} for value_id, proficiency in entry["before"].items()]
+        back = [{"id": value_id, "proficiency": proficiency} for value_id, proficiency in entry["before"].items()
+                if value_id in present]  # one someone removed since stays removed
         for start in range(0, len(back), USER_ROUTING_PER_CALL):
             client.request("PATCH", f"{path}/bulk", body=back[start:start + USER_ROUTING_PER_CALL])
         return None
@@ -3122,6 +3149,7 @@ class PromptResources(KindHooks):
     """A prompt's language resources: TTS text, and audio moved through pre-signed URLs."""
 
     syncs = True
+    change = "resources"
 
     def sync(self, run, item):
         source_path = f"{item.kind.path}/{item.source['id']}/resources"
@@ -3157,26 +3185,27 @@ class PromptResources(KindHooks):
     @staticmethod
     def _record(run, item, language, current, texts, audio):
         """Before a prompt the target had is changed: the resource it gains, or the texts and audio it
-        loses (the audio kept beside the manifest, private), for rollback."""
-        replaces_audio = audio is not None and current is not None and current.get("mediaUri")
-        changes_texts = current is not None and any(current.get(name) != value for name, value in texts.items())
-        if current is not None and not replaces_audio and not changes_texts:
+        loses (the audio kept beside the manifest, private; `"audio": None` when it had none), for rollback."""
+        if current is None:
+            run.manifest.record_change(item.kind.key, "resources", item.target_id, item.target_name,
+                                       added=[language], after={language: PromptResources._after(texts, audio)})
             return
-        before = {}
-        if current is not None:
-            before = {name: current.get(name) for name in PROMPT_TEXT_FIELDS}
-            if replaces_audio:
-                old = download_bytes(current["mediaUri"], "the target's audio")
-                if old == audio:
-                    if not changes_texts:
-                        return
-                else:
-                    before["audio"] = run.manifest.keep_audio(item.target_id, language, old)
-        after = {**texts, "audio": hashlib.sha256(audio).hexdigest() if audio is not None else None}
+        changes_texts = any(current.get(name) != value for name, value in texts.items())
+        before = {name: current.get(name) for name in PROMPT_TEXT_FIELDS}
+        if audio is not None and not current.get("mediaUri"):
+            before["audio"] = None
+        elif audio is not None:
+            old = download_bytes(current["mediaUri"], "the target's audio")
+            if old != audio:
+                before["audio"] = run.manifest.keep_audio(item.target_id, language, old)
+        if not changes_texts and "audio" not in before:
+            return
         run.manifest.record_change(item.kind.key, "resources", item.target_id, item.target_name,
-                                   added=[] if current is not None else [language],
-                                   before={language: before} if current is not None else None,
-                                   after={language: after})
+                                   before={language: before}, after={language: PromptResources._after(texts, audio)})
+
+    @staticmethod
+    def _after(texts, audio):
+        return {**texts, "audio": hashlib.sha256(audio).hexdigest() if audio is not None else None}
 
     @staticmethod
     def _upload(client, resource_path, audio, describe, poll):
@@ -3200,27 +3229,46 @@ class PromptResources(KindHooks):
     def undo(self, client, kind, entry, force, manifest):
         path = f"{kind.path}/{entry['targetId']}/resources"
         present = {resource.get("language"): resource for resource in client.paginate(path, 100)}
-        moved = []
+
+        def holds(current, values, audio_hash):
+            if any(current.get(name) != values.get(name) for name in PROMPT_TEXT_FIELDS if name in values):
+                return False
+            if audio_hash is None:
+                return True
+            return bool(current.get("mediaUri")) and hashlib.sha256(
+                download_bytes(current["mediaUri"], "the target's audio")).hexdigest() == audio_hash
+
+        moved, restored = [], set()
         for language, after in entry["after"].items():
             current = present.get(language)
-            if current is None:
+            before = entry["before"].get(language)
+            if current is None or holds(current, after, after.get("audio")):
                 continue
-            if any(current.get(name) != after.get(name) for name in PROMPT_TEXT_FIELDS if name in after) or (
-                    after.get("audio") and not (current.get("mediaUri") and hashlib.sha256(download_bytes(
-                        current["mediaUri"], "the target's audio")).hexdigest() == after["audio"])):
-                moved.append(language)
+            kept = before.get("audio") if before else None
+            if before is not None and holds(current, before, hashlib.sha256(manifest.kept_audio(kept)).hexdigest()
+                                            if kept else None) and (kept is not None or "audio" not in before
+                                                                    or not current.get("mediaUri")):
+                restored.add(language)  # put back by a rollback stopped before it could say so
+                continue
+            moved.append(language)
         if moved and not force:
             return f"{len(moved)} resources differ from what clone wrote, e.g. {moved[0]}"
         for language in entry["added"]:
             if language in present:
                 delete_if_there(client, f"{path}/{path_segment(language)}")
         for language, before in entry["before"].items():
+            if language in restored:
+                continue
             resource_path = f"{path}/{path_segment(language)}"
             texts = {name: before[name] for name in PROMPT_TEXT_FIELDS if before.get(name) is not None}
+            if "audio" in before and before["audio"] is None:  # it had no audio: only a new resource has none
+                delete_if_there(client, resource_path)
+                client.post(path, {"language": language, **texts})
+                continue
             client.request("PUT", resource_path, body={"language": language, **texts})
             if before.get("audio"):
-                audio = manifest.kept_audio(before["audio"])
-                self._upload(client, resource_path, audio, f"prompt {entry['name']!r} ({language})", PollSettings())
+                self._upload(client, resource_path, manifest.kept_audio(before["audio"]),
+                             f"prompt {entry['name']!r} ({language})", PollSettings())
         return None
 
     def verify(self, run, item):
@@ -3246,6 +3294,8 @@ class TableRows(KindHooks):
     """A data table's rows: each one request, in parallel under the governor."""
 
     syncs = True
+    change = "rows"
+    kept_on_undo = ("schema",)  # a table's columns can be added, never dropped
 
     def shape(self, run, item, body):
         """An update adds the source's columns the target's table lacks and never drops one."""
@@ -3883,7 +3933,7 @@ def replaced_values(current, copied):
             replaced = {key: old[key] for key in value if key in old and old[key] != value[key]}
             if replaced:
                 before[name] = replaced
-        elif old != value:
+        elif old != value:  # even a reference written back shorter: rollback puts back what was there
             before[name] = old
     return before, absent
 
@@ -3973,6 +4023,51 @@ def manifest_problem(data):
                 return f"entry {index} has no {name}"
             if (required or name in entry) and not isinstance(entry.get(name), types):
                 return f"entry {index} has a {name} of the wrong type"
+        problem = change_problem(entry, KINDS_BY_KEY[kind]) if "change" in entry else None
+        if problem:
+            return f"entry {index} {problem}"
+    return None
+
+
+def is_proficiency(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 5
+
+
+def is_member_state(value):
+    return (isinstance(value, dict) and set(value) <= {"ringNumber", "joined"} and is_int(value.get("ringNumber", 1))
+            and value.get("ringNumber", 1) >= 1 and isinstance(value.get("joined", True), bool))
+
+
+# What the values of a change entry must be, by the change's name: (before, after).
+CHANGE_VALUE_CHECKS = {
+    "fields": (lambda value: True, lambda value: True),
+    "members": (lambda value: False, is_member_state),
+    "skills": (is_proficiency, is_proficiency),
+    "languages": (is_proficiency, is_proficiency),
+    "wrapupcodes": (lambda value: False, lambda value: False),
+    "rows": (lambda value: isinstance(value, dict), lambda value: isinstance(value, dict)),
+    "resources": (lambda value: isinstance(value, dict), lambda value: isinstance(value, dict)),
+}
+
+
+def change_problem(entry, kind):
+    """What is wrong with a change entry (what rollback would set back), or None: a damaged one must
+    stop rollback before it writes, not halfway."""
+    allowed = {name for name in ("fields", kind.members, kind.hooks.change) if name}
+    change = entry["change"]
+    if change not in allowed or change not in CHANGE_VALUE_CHECKS:
+        return f"records a change {change!r}, which {kind.key} does not have"
+    if not isinstance(entry.get("targetId"), str) or not entry["targetId"]:
+        return "records a change without a target id"
+    for name, types in (("added", list), ("before", dict), ("after", dict), ("absent", list)):
+        if not isinstance(entry.get(name), types):
+            return f"records a change without its {name}"
+    if not all(isinstance(value, str) for value in entry["added"] + entry["absent"]):
+        return "records added values that are not ids"
+    check_before, check_after = CHANGE_VALUE_CHECKS[change]
+    if not all(check_before(value) for value in entry["before"].values()) \
+            or not all(check_after(value) for value in entry["after"].values()):
+        return f"records {change} values of the wrong shape"
     return None
 
 
@@ -4109,8 +4204,9 @@ class Manifest:
         file name there."""
         folder = Path(f"{self.path}.audio")
         private_folder(folder)
-        name = f"{prompt_id}.{hashlib.sha256(language.encode()).hexdigest()[:12]}.wav"
-        if not (folder / name).exists():  # the first audio recorded is the one to put back
+        digest = hashlib.sha256(audio).hexdigest()[:16]  # by content: audio kept by another clone is another file
+        name = f"{prompt_id}.{hashlib.sha256(language.encode()).hexdigest()[:12]}.{digest}.wav"
+        if not (folder / name).exists():
             with WRITES.writing(), private_open(folder / f"{name}.part") as handle:
                 handle.write(audio)
                 handle.flush()
@@ -4422,7 +4518,7 @@ class CloneRun:
         totals = {}
         for item in self.plan:
             changes = item.kind.hooks.count(item) if item.kind.relation_of else 0
-            if changes and item.parent.action != "create":
+            if changes and item.parent.action not in ("create", "ours"):
                 done = totals.setdefault(item.kind.key, [0, 0])
                 done[0], done[1] = done[0] + changes, done[1] + 1
         return totals
@@ -4693,10 +4789,11 @@ class CloneRun:
             if not differences(item.desired, item.target):
                 self.manifest.record_done(kind.key, "fields", item.target_id)
             else:
-                current = self.target.get(f"{kind.path}/{item.target_id}") or {}
+                current = self.target.get(f"{kind.path}/{item.target_id}", params=dict(kind.list_params) or None) or {}
                 copied = self.request_body(item, item.desired)
                 body = updated_body(kind, current, copied)
-                before, absent = replaced_values(current, copied)
+                before, absent = replaced_values(current, {name: value for name, value in copied.items()
+                                                           if name not in kind.hooks.kept_on_undo})
                 self.manifest.record_change(kind.key, "fields", item.target_id, item.target_name, before=before,
                                             absent=absent, after={name: copied[name] for name in list(before) + absent})
                 self.target.request("PUT", f"{kind.path}/{item.target_id}", body=body)
@@ -4872,13 +4969,13 @@ class Rollback:
         kind = KINDS_BY_KEY[entry["kind"]]
         path = f"{kind.path}/{entry['targetId']}"
         try:
-            current = self.client.get(path) or {}
+            current = self.client.get(path, params=dict(kind.list_params) or None) or {}
         except ApiError as exc:
             if exc.status != 404:
                 raise
             self.manifest.remove(entry)
             return
-        if current_holds(current, entry["before"]) and not entry["absent"]:
+        if current_holds(current, entry["before"]) and not any(name in current for name in entry["absent"]):
             self._done(entry, self.restored)  # undone by a run stopped before it could say so
             return
         if not current_holds(current, entry["after"]) and not self.force:
