@@ -9,16 +9,19 @@ Two jobs, one tool::
       │ export jobs: interaction/export (design)                         │
       │   or analytics conversation-detail (real)  target org ──extract──┤
       │ poll (backoff, Retry-After, deadline)                            ▼
-      │ download / page (no token to other hosts)      match by name, plan (--plan stops)
-      ▼                                                                  │
+      │ download / page (no token to other hosts)      match by name; flows' dependencies,
+      │                                                export their YAML, read relations;
+      ▼                                                plan (--plan stops)           │
     exports/<start>_<end>.json.gz  (+ .meta.json)   apply level by level, in parallel:
       │ stream records (never all in memory)          divisions → skills, wrap-up codes,
-      │ transform: strip, rewrite ids via mapping     schedules, trunks, flow shells →
-      │ chunk: ≤1,000 records, ≤10 MB, sha256 key     schedule groups, queues → flow content
-      ▼                                                                  │
+      │ transform: strip, rewrite ids via mapping     schedules, trunks, prompts, tables,
+      │ chunk: ≤1,000 records, ≤10 MB, sha256 key     flow shells → schedule groups, queues,
+      │                                                agents' skills → IVRs, members →
+      │                                                emergency groups → flow content
+      ▼                                                (names rewritten)             │
     target org: interaction/import jobs             verify; mapping.json, rollback.json
       state: pending → submitting → submitted → completed   (exactly once)
-                                                    rollback: delete what the manifest lists
+                                                    rollback: undo what the manifest lists
 
 Every request to an org goes through one client per org: a cached OAuth token
 (client credentials), a rate governor shared by all threads of that org (paced
@@ -2952,14 +2955,19 @@ class QueueMembership(KindHooks):
             return None
         return {"kind": item.kind.key, "change": "members", "targetId": item.parent.target_id,
                 "name": item.target_name, "after": item.changes,
-                "added": [user_id for user_id in item.changes if user_id not in item.context["present"]]}
+                "added": self._added(item)}
+
+    @staticmethod
+    def _added(item):
+        """The members its sync adds (the others it only moves to their ring)."""
+        return [user_id for user_id in item.changes if user_id not in item.context["present"]]
 
     def sync(self, run, item):
         if not item.changes:
             return
         queue_id = item.parent.target_id
         path = f"{QUEUES_PATH}/{queue_id}/members"
-        added = [user_id for user_id in item.changes if user_id not in item.context["present"]]
+        added = self._added(item)
         for start in range(0, len(added), QUEUE_MEMBERS_PER_CALL):  # each joins on ring 1, joined
             run.target.post(path, [{"id": user_id} for user_id in added[start:start + QUEUE_MEMBERS_PER_CALL]])
             run.wrote()
@@ -3066,16 +3074,21 @@ class UserRouting(KindHooks):
     def pending_change(self, run, item):
         if not item.changes:
             return None
-        resolved = {run.id_map.get(value_id, value_id): proficiency for value_id, proficiency in item.changes.items()}
+        resolved = self._resolved(run, item)
         before = {run.id_map.get(value_id, value_id): value for value_id, value in item.context["before"].items()}
         return {"kind": item.kind.key, "change": self.expanded, "targetId": item.target_id,
                 "name": item.target.get("email") or item.target_name, "before": before, "after": resolved,
                 "added": [value for value in resolved if value not in before]}
 
+    @staticmethod
+    def _resolved(run, item):
+        """Its changes by the target's ids: a skill or language this run created has one only now."""
+        return {run.id_map.get(value_id, value_id): proficiency for value_id, proficiency in item.changes.items()}
+
     def sync(self, run, item):
         if not item.changes:
             return
-        resolved = {run.id_map.get(value_id, value_id): proficiency for value_id, proficiency in item.changes.items()}
+        resolved = self._resolved(run, item)
         body = [{"id": value_id, "proficiency": proficiency} for value_id, proficiency in resolved.items()]
         for start in range(0, len(body), USER_ROUTING_PER_CALL):
             answer = run.target.request("PATCH", f"/api/v2/users/{item.target_id}/{self.sub_path}/bulk",
@@ -3167,37 +3180,36 @@ class PromptResources(KindHooks):
                                    f"({language})") if resource.get("mediaUri") else None
             item.copied[language] = (texts, hashlib.sha256(audio).hexdigest() if audio is not None else None)
             current = present.get(language)
+            held = download_bytes(current["mediaUri"], "the target's audio") \
+                if audio is not None and current and current.get("mediaUri") else None
             resource_path = f"{path}/{path_segment(language)}"
             if item.action == "update":
-                self._record(run, item, language, current, texts, audio)
+                self._record(run, item, language, current, texts, audio, held)
             if current is None:
                 run.target.post(path, {"language": language, **texts})
                 run.wrote()
             elif any(current.get(name) != value for name, value in texts.items()):
                 run.target.request("PUT", resource_path, body={"language": language, **texts})
                 run.wrote()
-            if audio is not None and not (current and current.get("mediaUri")
-                                          and download_bytes(current["mediaUri"], "the target's audio") == audio):
+            if audio is not None and held != audio:
                 self._upload(run.target, resource_path, audio, f"prompt {item.target_name!r} ({language})", run.poll)
                 run.wrote()
         run.manifest.record_done(item.kind.key, "resources", item.target_id)
 
     @staticmethod
-    def _record(run, item, language, current, texts, audio):
-        """Before a prompt the target had is changed: the resource it gains, or the texts and audio it
-        loses (the audio kept beside the manifest, private; `"audio": None` when it had none), for rollback."""
+    def _record(run, item, language, current, texts, audio, held):
+        """Before a prompt the target had is changed: the resource it gains, or the texts and audio (`held`)
+        it loses (the audio kept beside the manifest, private; `"audio": None` when it had none), for rollback."""
         if current is None:
             run.manifest.record_change(item.kind.key, "resources", item.target_id, item.target_name,
                                        added=[language], after={language: PromptResources._after(texts, audio)})
             return
         changes_texts = any(current.get(name) != value for name, value in texts.items())
         before = {name: current.get(name) for name in PROMPT_TEXT_FIELDS}
-        if audio is not None and not current.get("mediaUri"):
+        if audio is not None and held is None:
             before["audio"] = None
-        elif audio is not None:
-            old = download_bytes(current["mediaUri"], "the target's audio")
-            if old != audio:
-                before["audio"] = run.manifest.keep_audio(item.target_id, language, old)
+        elif audio is not None and held != audio:
+            before["audio"] = run.manifest.keep_audio(item.target_id, language, held)
         if not changes_texts and "audio" not in before:
             return
         run.manifest.record_change(item.kind.key, "resources", item.target_id, item.target_name,
@@ -3230,13 +3242,18 @@ class PromptResources(KindHooks):
         path = f"{kind.path}/{entry['targetId']}/resources"
         present = {resource.get("language"): resource for resource in client.paginate(path, 100)}
 
-        def holds(current, values, audio_hash):
+        digests = {}
+
+        def holds(current, values, audio):
+            """Whether a resource has these texts, and `audio`: the digest its audio must have, NO_AUDIO,
+            or None where the audio is not in question."""
             if any(current.get(name) != values.get(name) for name in PROMPT_TEXT_FIELDS if name in values):
                 return False
-            if audio_hash is None:
+            if audio is None:
                 return True
-            return bool(current.get("mediaUri")) and hashlib.sha256(
-                download_bytes(current["mediaUri"], "the target's audio")).hexdigest() == audio_hash
+            if current["language"] not in digests:
+                digests[current["language"]] = audio_digest(current)
+            return digests[current["language"]] == (None if audio is NO_AUDIO else audio)
 
         moved, restored = [], set()
         for language, after in entry["after"].items():
@@ -3244,10 +3261,9 @@ class PromptResources(KindHooks):
             before = entry["before"].get(language)
             if current is None or holds(current, after, after.get("audio")):
                 continue
-            kept = before.get("audio") if before else None
-            if before is not None and holds(current, before, hashlib.sha256(manifest.kept_audio(kept)).hexdigest()
-                                            if kept else None) and (kept is not None or "audio" not in before
-                                                                    or not current.get("mediaUri")):
+            if before is not None and holds(current, before, None if "audio" not in before else NO_AUDIO
+                                            if before["audio"] is None
+                                            else hashlib.sha256(manifest.kept_audio(before["audio"])).hexdigest()):
                 restored.add(language)  # put back by a rollback stopped before it could say so
                 continue
             moved.append(language)
@@ -3284,8 +3300,7 @@ class PromptResources(KindHooks):
                 continue
             problems += [f"resource {language} {name} differs" for name, value in texts.items()
                          if current.get(name) != value]
-            if audio_hash and not (current.get("mediaUri") and hashlib.sha256(
-                    download_bytes(current["mediaUri"], "the target's audio")).hexdigest() == audio_hash):
+            if audio_hash and audio_digest(current) != audio_hash:
                 problems.append(f"resource {language} audio differs")
         return problems
 
@@ -3455,6 +3470,7 @@ ADDED_MEMBER = {"ringNumber": 1, "joined": True}  # how the platform adds a memb
 USER_ROUTING_PAGE = 100
 USER_ROUTING_PER_CALL = 50
 PROMPT_TEXT_FIELDS = ("ttsString", "text")
+NO_AUDIO = object()  # a resource that must have no audio at all
 PROMPT_TRANSCODE_FIRST_LOOK_S = 0.2
 TABLE_ROWS_PAGE = 500
 
@@ -3562,6 +3578,13 @@ def path_segment(value):
     """A value as one segment of a URL path: percent-encoded, dots too, so that a key such as `..` can
     never turn into a dot segment that HTTP libraries resolve to another resource."""
     return urllib.parse.quote(value, safe="").replace(".", "%2E")
+
+
+def audio_digest(resource):
+    """The SHA-256 of a prompt resource's audio as its mediaUri serves it, or None where it has none."""
+    if not resource.get("mediaUri"):
+        return None
+    return hashlib.sha256(download_bytes(resource["mediaUri"], "the target's audio")).hexdigest()
 
 
 def download_bytes(url, describe):
@@ -3819,14 +3842,8 @@ def flow_name_slots(document):
 def flow_document_identity(text):
     """(flow type, flow name) of an Archy document, read from its content: the top-level type key and
     the `name:` one level under it.  The file names inside an export zip are not documented."""
-    for entry in scan_flow_lines(text.splitlines()):
-        if not entry.ancestors:
-            flow_type = ARCHY_FLOW_TYPES.get((entry.key or "").lower())
-            break
-    else:
-        return None
     own = next((slot for slot in flow_name_slots(text) if slot[2] == "self"), None)
-    return (flow_type, own[3]) if flow_type and own else None
+    return (own[4], own[3]) if own and own[4] else None  # the flow's own slot carries its type
 
 
 def flow_name_references(document):
